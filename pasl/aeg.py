@@ -80,6 +80,8 @@ class StyleEncoder(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         _check_images("image", image)
+        if image.shape[0] == 0:  # instance norm and attention reject empty batches
+            return image.new_zeros(0, STYLE_DIM)
         return self.fc(self.shared(image).flatten(1))
 
 
@@ -147,6 +149,8 @@ class Generator(nn.Module):
         if style.ndim != 2 or style.shape[1] != STYLE_DIM or style.shape[0] not in (1, batch):
             raise ValueError(f"style must have shape ({batch}, {STYLE_DIM}) or (1, {STYLE_DIM}), got {tuple(style.shape)}")
         style = style.expand(batch, -1)
+        if batch == 0:
+            return depth.new_zeros(depth.shape)
 
         x = self.from_rgb(torch.cat((depth, landmarks), dim=1))
         skips = {}

@@ -126,14 +126,14 @@ def read_aeg_state(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
         return states
 
     obj = load_pickle_weights(path)
+    kind = describe_foreign_checkpoint(obj)
+    if kind:
+        raise WeightFileError(f"{path} looks like {kind}, not an AEG checkpoint ({{step}}_nets_ema.ckpt).")
     if isinstance(obj, dict) and all(isinstance(obj.get(part), dict) for part in AEG_PARTS):
         ignored = sorted(set(map(str, obj)) - set(AEG_PARTS))
         if ignored:
             log.info("%s: ignoring entries %s (training-only networks)", path.name, ", ".join(ignored))
         return {part: obj[part] for part in AEG_PARTS}
-    kind = describe_foreign_checkpoint(obj)
-    if kind:
-        raise WeightFileError(f"{path} looks like {kind}, not an AEG checkpoint ({{step}}_nets_ema.ckpt).")
     found = sorted(map(str, obj))[:8] if isinstance(obj, dict) else type(obj).__name__
     raise WeightFileError(
         f"{path} is not an AEG checkpoint: expected a dict with 'generator' and 'style_encoder' entries, found {found}."

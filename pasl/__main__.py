@@ -1,0 +1,53 @@
+"""Command line: ``python -m pasl <command> ...`` (also installed as ``pasl``).
+
+Every failure a user can cause (missing or wrong file) is printed as one line and exits
+with status 2; a traceback means a bug in PASL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .errors import PASLError
+
+
+def _convert_weights(args: argparse.Namespace) -> dict:
+    from .weights import convert_aeg_to_safetensors
+
+    return convert_aeg_to_safetensors(args.src, args.dst)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pasl", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what is loaded")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    convert = commands.add_parser(
+        "convert-weights",
+        help="convert an official AEG checkpoint ({step}_nets_ema.ckpt) to .safetensors",
+        description="Checks the file strictly, then writes DST with the source's sha256 and variant as metadata.",
+    )
+    convert.add_argument("src", help="official {step}_nets_ema.ckpt or {step}_nets.ckpt")
+    convert.add_argument("dst", help="output path ending in .safetensors")
+    convert.set_defaults(run=_convert_weights)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = args.run(args)
+    except (PASLError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if result is not None:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

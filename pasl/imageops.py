@@ -1,0 +1,35 @@
+"""Small image conversions shared by the CLI, the nodes and the tests."""
+
+from __future__ import annotations
+
+import torch
+
+QUANTIZE_MODES = ("round", "truncate")
+
+
+def to_uint8(image: torch.Tensor, mode: str = "round") -> torch.Tensor:
+    """Quantise an image in [0, 1] to uint8.
+
+    Args:
+        image: any shape, floating point, nominally in [0, 1] (clamped first).
+        mode: ``"round"`` (nearest level, what ``torchvision.utils.save_image`` and the
+            official test protocol do) or ``"truncate"`` (the official demos'
+            ``x.mul(255).byte()``, kept for bit parity; biased half a level dark).
+
+    Returns:
+        uint8 tensor of the same shape and device.
+
+    Example:
+        >>> to_uint8(torch.tensor([0.0, 0.499 / 255, 0.6 / 255, 1.0])).tolist()
+        [0, 0, 1, 255]
+        >>> to_uint8(torch.tensor([0.6 / 255, 254.9 / 255]), mode="truncate").tolist()
+        [0, 254]
+    """
+    if mode not in QUANTIZE_MODES:
+        raise ValueError(f"mode must be one of {QUANTIZE_MODES}, got {mode!r}")
+    if not image.is_floating_point():
+        raise TypeError(f"image must be floating point in [0, 1], got dtype {image.dtype}")
+    if mode == "truncate":
+        # The official demo path: mul(255) in the model's dtype, then a truncating cast.
+        return image.mul(255).clamp(0, 255).to(torch.uint8)
+    return image.float().mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
