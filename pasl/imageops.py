@@ -33,3 +33,18 @@ def to_uint8(image: torch.Tensor, mode: str = "round") -> torch.Tensor:
         # The official demo path: mul(255) in the model's dtype, then a truncating cast.
         return image.mul(255).clamp(0, 255).to(torch.uint8)
     return image.float().mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
+
+
+def resize_square(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize ``(B, C, H, W)`` to ``(B, C, size, size)``; a no-op when already that size.
+
+    Bilinear, with antialiasing when shrinking so a large photo does not alias. Inputs
+    that are not square are stretched: crop them first (the alignment stage does).
+    """
+    if image.ndim != 4:
+        raise ValueError(f"image must have shape (B, C, H, W), got {tuple(image.shape)}")
+    if image.shape[-2:] == (size, size):
+        return image
+    shrinking = min(image.shape[-2:]) > size
+    out = torch.nn.functional.interpolate(image.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking)
+    return out.to(image.dtype)
