@@ -2,7 +2,7 @@
 
 Idempotent and offline-safe: it creates the model folder and reports which weight files
 are present. It never downloads anything and never fails the installation: a missing
-file is reported with where to get it.
+file is reported with where to get it (the same advice as `python -m pasl doctor`).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 PACK = Path(__file__).resolve().parent
-EXPECTED = {
-    "*_nets_ema.ckpt or *.safetensors (AEG)": ("*_nets_ema.ckpt", "*.safetensors"),
-}
+sys.path.insert(0, str(PACK))
+
+from pasl.catalog import CATALOG, find  # noqa: E402  (stdlib only: safe before torch exists)
 
 
 def model_folder() -> Path:
@@ -28,10 +28,12 @@ def main() -> int:
     folder = model_folder()
     folder.mkdir(parents=True, exist_ok=True)
     print(f"[PASL] model folder: {folder}")
-    for label, patterns in EXPECTED.items():
-        found = sorted({p.name for pattern in patterns for p in folder.rglob(pattern)})
-        state = ", ".join(found) if found else "missing - see weights/README.md for where to get it"
-        print(f"[PASL] {label}: {state}")
+    for item in CATALOG:
+        found = find(item.key, [folder, PACK / "weights"])
+        if found:
+            print(f"[PASL] found {item.purpose}: {', '.join(p.name for p in found)}")
+        elif item.required:
+            print(f"[PASL] missing {item.purpose} ({' or '.join(item.patterns)}): get it from {item.source}")
     return 0
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import comfy.model_management as mm
 import comfy.model_patcher
@@ -15,8 +14,9 @@ import comfy.utils
 import folder_paths
 import torch
 
+from ..pasl.catalog import PACK_WEIGHTS
+
 MODEL_FOLDER = "pasl"
-PACK_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

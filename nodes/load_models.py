@@ -7,7 +7,7 @@ import os
 from comfy_api.v0_0_2 import io
 
 from ..pasl.aeg import load_aeg
-from ..pasl.weights import AEG_SOURCE, WEIGHT_FOLDERS
+from ..pasl.catalog import where_to_get
 
 from .host import DEVICES, PRECISIONS, PASLModels, model_files, model_path, pick_device, pick_dtype, wrap
 
@@ -45,7 +45,7 @@ class PASLLoadModels(io.ComfyNode):
     def execute(cls, aeg_checkpoint, device, precision) -> io.NodeOutput:
         path = model_path(aeg_checkpoint)
         if path is None:
-            raise FileNotFoundError(f"No AEG checkpoint selected. Put one in {WEIGHT_FOLDERS}; get it from {AEG_SOURCE}.")
+            raise FileNotFoundError("No AEG checkpoint selected. " + where_to_get("aeg"))
         torch_device = pick_device(device)
         dtype = pick_dtype(precision, torch_device)
         model = load_aeg(path, device="cpu", dtype=dtype)

@@ -20,6 +20,16 @@ def _convert_weights(args: argparse.Namespace) -> dict:
     return convert_aeg_to_safetensors(args.src, args.dst)
 
 
+def _doctor(args: argparse.Namespace) -> dict | None:
+    from .doctor import diagnose, format_report
+
+    report = diagnose(args.weights_dir)
+    if args.json:
+        return report
+    print(format_report(report))
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pasl", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is loaded")
@@ -33,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("src", help="official {step}_nets_ema.ckpt or {step}_nets.ckpt")
     convert.add_argument("dst", help="output path ending in .safetensors")
     convert.set_defaults(run=_convert_weights)
+
+    doctor = commands.add_parser("doctor", help="list the weight files found and missing, and the available backends")
+    doctor.add_argument("--weights-dir", action="append", default=[], help="also search this folder (repeatable)")
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.set_defaults(run=_doctor)
     return parser
 
 

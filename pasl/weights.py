@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .catalog import WEIGHT_FOLDERS, entry
 from .errors import MissingWeightError, WeightFileError
 
 log = logging.getLogger(__name__)
@@ -25,13 +26,7 @@ AEG_PARTS = ("generator", "style_encoder")
 SAFETENSORS_FORMAT = "pasl-aeg"
 """``format`` metadata of our own AEG conversion."""
 
-WEIGHT_FOLDERS = "ComfyUI/models/pasl/ (inside ComfyUI) or the pack's weights/ folder"
-
-AEG_SOURCE = (
-    "the PASL authors' Google Drive: demo model (204000_nets_ema.ckpt) "
-    "https://drive.google.com/drive/folders/1yHrOIKB0cttrDxHeAN5Yh8KOjGy3CNHy ; "
-    "MPIE-LP/VoxCeleb1/VoxCeleb2-LP models are linked from https://github.com/AvLab-CV/PASL#validation-pretrained-models"
-)
+AEG_SOURCE = entry("aeg").source
 
 
 def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:

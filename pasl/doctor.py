@@ -1,0 +1,55 @@
+"""``python -m pasl doctor``: which weights were found, which are missing, which backends work.
+
+Only looks: it opens no weight file and downloads nothing, so it is safe to run anywhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from .catalog import CATALOG, find, search_folders
+
+
+def _has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def backends() -> dict[str, bool | str]:
+    """Optional components and devices, as the user's environment has them."""
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else False,
+        "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+        "opencv": _has_module("cv2"),
+        "dlib (alignment backend 'dlib')": _has_module("dlib") and _has_module("face_recognition_models"),
+        "face-alignment (alignment backend 'fan')": _has_module("face_alignment"),
+        "pytorch3d (optional rasteriser)": _has_module("pytorch3d"),
+    }
+
+
+def diagnose(folders: list[str | Path] | None = None) -> dict:
+    """Found files per catalogue entry, missing required ones, and backends."""
+    searched = search_folders(folders)
+    files = {item.key: [str(p) for p in find(item.key, searched)] for item in CATALOG}
+    missing = [
+        {"file": " or ".join(item.patterns), "purpose": item.purpose, "get_it_from": item.source, "licence": item.licence}
+        for item in CATALOG
+        if item.required and not files[item.key]
+    ]
+    return {"searched": [str(p) for p in searched], "found": files, "missing": missing, "backends": backends()}
+
+
+def format_report(report: dict) -> str:
+    lines = ["PASL doctor", "searched: " + ", ".join(report["searched"])]
+    for item in CATALOG:
+        found = report["found"][item.key]
+        mark = "ok " if found else ("-- " if not item.required else "MISSING")
+        lines.append(f"  [{mark:>7}] {item.purpose}: {', '.join(found) if found else ' or '.join(item.patterns)}")
+    for gap in report["missing"]:
+        lines.append(f"  get {gap['file']} from {gap['get_it_from']} ({gap['licence']})")
+    lines.append("backends:")
+    lines += [f"  {name}: {value if value is not False else 'not available'}" for name, value in report["backends"].items()]
+    return "\n".join(lines)

@@ -1,0 +1,50 @@
+"""`python -m pasl doctor` and install.py report files by name without opening them."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from pasl.__main__ import main as cli
+from pasl.catalog import CATALOG, find, where_to_get
+from pasl.doctor import diagnose
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_found_and_missing_files(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "204000_nets_ema.ckpt").write_bytes(b"not opened")
+    (tmp_path / "deca_model.tar").write_bytes(b"")
+    report = diagnose([tmp_path])
+    assert report["found"]["aeg"] == [str(tmp_path / "sub" / "204000_nets_ema.ckpt")]
+    assert report["found"]["deca"] == [str(tmp_path / "deca_model.tar")]
+    missing = {m["file"] for m in report["missing"]}
+    assert "generic_model.pkl or pasl_flame*.npz or pasl_flame*.safetensors" in missing
+    assert not any("deca_model.tar" in m for m in missing)
+    assert not any("Backbone_IR_50" in m for m in missing)  # optional files are never "missing"
+
+
+def test_cli_json(tmp_path, capsys):
+    assert cli(["doctor", "--json", "--weights-dir", str(tmp_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["searched"][0] == str(tmp_path)
+    assert {"torch", "cuda", "opencv"} <= set(report["backends"])
+
+
+def test_every_entry_says_where_to_get_it():
+    for item in CATALOG:
+        assert "http" in where_to_get(item.key)
+    assert find("aeg", [Path("/nonexistent")]) == []
+
+
+def test_install_script_creates_the_folder_and_reports(tmp_path):
+    pack = tmp_path / "ComfyUI" / "custom_nodes" / "pasl"
+    (tmp_path / "ComfyUI" / "models").mkdir(parents=True)
+    pack.mkdir(parents=True)
+    (pack / "install.py").write_text((REPO / "install.py").read_text())
+    (pack / "pasl").symlink_to(REPO / "pasl")
+    for _ in range(2):  # idempotent
+        out = subprocess.run([sys.executable, str(pack / "install.py")], capture_output=True, text=True, check=True).stdout
+    assert (tmp_path / "ComfyUI" / "models" / "pasl").is_dir()
+    assert "missing AEG generator" in out and "drive.google.com" in out
