@@ -22,8 +22,11 @@ viewer. For an ``H x W`` image with ``H == W`` the centre of output column ``j``
 For non-square images the shorter side spans [-1, 1] and the longer side is scaled by
 the aspect ratio (pytorch3d's ``PixToNonSquareNdc``). Every floating-point formula
 (pixel centres, edge functions, the ``+1e-8`` added to the area) follows pytorch3d's
-kernels operation by operation, so on the CPU the results match its CPU kernel
-bit for bit (up to ties, which follow the same rule).
+kernels operation by operation, so on the CPU the results should equal its CPU
+kernel's bit for bit (ties follow the same rule). That is verified against a plain
+numpy transcription of the kernel (``tests/test_raster.py``); pytorch3d itself could
+not be installed where this was written. CUDA results may differ in the last bits
+(FMA contraction), which can flip pixels whose centre lies on an edge.
 
 The fast path enumerates, for every face, the pixel centres inside its bounding box
 (the same bounding-box test pytorch3d uses), evaluates all candidates as flat
@@ -42,7 +45,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KEPSILON", "RASTER_BACKENDS", "Fragments", "RasterSettings", "rasterize"]
+__all__ = ["KEPSILON", "RASTER_BACKENDS", "Fragments", "RasterSettings", "pixel_centres", "rasterize"]
 
 KEPSILON = 1e-8
 """pytorch3d's ``kEpsilon`` (``csrc/utils/geometry_utils.h``): zero-area threshold and
@@ -130,8 +133,10 @@ def _image_hw(image_size) -> tuple[int, int]:
         raise TypeError(f"image_size must be an int or (H, W), got {image_size!r}")
     if isinstance(image_size, int):
         h = w = image_size
-    elif isinstance(image_size, (tuple, list)) and len(image_size) == 2 and all(
-        isinstance(s, int) and not isinstance(s, bool) for s in image_size
+    elif (
+        isinstance(image_size, (tuple, list))
+        and len(image_size) == 2
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in image_size)
     ):
         h, w = image_size
     else:
@@ -208,7 +213,8 @@ def rasterize(
 
     Returns:
         ``Fragments`` (``pix_to_face`` packed indices, ``zbuf``, ``bary_coords``, all
-        padded with -1 where no face covers the pixel centre).
+        padded with -1 where no face covers the pixel centre). The last-but-one
+        dimension K is 1 (``faces_per_pixel`` with the pytorch3d backend).
 
     Example:
         >>> tri = torch.tensor([[[0.9, -0.9, 1.0], [-0.9, -0.9, 1.0], [0.0, 0.9, 1.0]]])
@@ -255,9 +261,7 @@ def _rasterize_torch(vertices: torch.Tensor, faces: torch.Tensor, h: int, w: int
     n_pix = b * h * w
 
     # Per-face data, packed as pytorch3d packs a batch: face f of mesh n is n * F + f.
-    fv = torch.gather(
-        verts, 1, faces.reshape(b, -1, 1).expand(-1, -1, 3)
-    ).reshape(b * n_faces, 3, 3)  # (BF, vertex, xyz)
+    fv = torch.gather(verts, 1, faces.reshape(b, -1, 1).expand(-1, -1, 3)).reshape(b * n_faces, 3, 3)  # (BF, vertex, xyz)
     x0, y0, z0 = fv[:, 0].unbind(-1)
     x1, y1, z1 = fv[:, 1].unbind(-1)
     x2, y2, z2 = fv[:, 2].unbind(-1)
@@ -288,9 +292,7 @@ def _rasterize_torch(vertices: torch.Tensor, faces: torch.Tensor, h: int, w: int
     area = _edge(x2, y2, x0, y0, x1 - x0, y1 - y0)
     area = (area.double() + KEPSILON).to(dtype) if dtype == torch.float32 else area + KEPSILON
     # Per-face edge data for the three barycentric numerators (w0: v1->v2, w1: v2->v0, w2: v0->v1).
-    face_table = torch.stack(
-        [x1, y1, x2 - x1, y2 - y1, x2, y2, x0 - x2, y0 - y2, x0, y0, x1 - x0, y1 - y0, area, z0, z1, z2], 1
-    )
+    face_table = torch.stack([x1, y1, x2 - x1, y2 - y1, x2, y2, x0 - x2, y0 - y2, x0, y0, x1 - x0, y1 - y0, area, z0, z1, z2], 1)
 
     best_z = torch.full((n_pix,), float("inf"), dtype=dtype, device=device)
     best_face = torch.full((n_pix,), -1, dtype=torch.long, device=device)
