@@ -48,17 +48,20 @@ def require_file(path: str | Path, what: str, where_to_get: str) -> Path:
     return path
 
 
-def load_pickle_weights(path: Path) -> object:
-    """``torch.load`` with ``weights_only=True``; turn every failure into :class:`WeightFileError`."""
+def load_pickle_weights(path: Path, expected: str = "an AEG checkpoint") -> object:
+    """``torch.load`` with ``weights_only=True``; turn every failure into :class:`WeightFileError`.
+
+    ``expected`` names what the caller wanted, for the message about a FLAME pickle.
+    """
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         text = str(err)
         if "chumpy" in text:
-            raise WeightFileError(f"{path} looks like the FLAME model (generic_model.pkl), not an AEG checkpoint.") from None
+            raise WeightFileError(f"{path} looks like the FLAME model (generic_model.pkl), not {expected}.") from None
         raise WeightFileError(
             f"{path} was refused: it contains Python objects other than tensors (a pickle that could run code), "
-            f"so it is not loaded. Official PASL checkpoints hold only tensors. Detail: {text.splitlines()[0][:300]}"
+            f"so it is not loaded. Official PASL and DECA weights hold only tensors. Detail: {text.splitlines()[0][:300]}"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError) as err:
         raise WeightFileError(
@@ -81,22 +84,40 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
     return tensors, metadata
 
 
-def describe_foreign_checkpoint(obj: object) -> str | None:
-    """Name the kind of a non-AEG weight file from its keys, or ``None`` if unknown."""
+KIND_DESCRIPTIONS = {
+    "optimiser": "an optimiser state file ({step}_optims.ckpt); use {step}_nets_ema.ckpt instead",
+    "aeg": "a PASL AEG checkpoint ({step}_nets_ema.ckpt)",
+    "deca": "a DECA/CSG file (deca_model.tar)",
+    "ir50": "an IR-50 face-recognition backbone (PAE/ArcFace Backbone_IR_50_*.pth)",
+    "fan": "a face-alignment model (FAN or S3FD)",
+    "bare_generator": "a bare generator state dict without its style encoder",
+}
+
+
+def checkpoint_kind(obj: object) -> str | None:
+    """Which known weight file a loaded pickle is, from its keys (a key of :data:`KIND_DESCRIPTIONS`)."""
     if not isinstance(obj, dict):
         return None
     keys = set(map(str, obj.keys()))
-    if {"E_flame", "E_detail", "D_detail"} & keys:
-        return "a DECA/CSG file (deca_model.tar)"
-    if any(k.startswith("input_layer.") for k in keys) and any(k.startswith("body.") for k in keys):
-        return "an IR-50 face-recognition backbone (PAE/ArcFace Backbone_IR_50_*.pth)"
-    if any(k.startswith(("m0.", "conv1_1.")) for k in keys):
-        return "a face-alignment model (FAN or S3FD)"
     if any(isinstance(v, dict) and {"state", "param_groups"} <= set(v) for v in obj.values()):
-        return "an optimiser state file ({step}_optims.ckpt); use {step}_nets_ema.ckpt instead"
+        return "optimiser"
+    if all(isinstance(obj.get(part), dict) for part in AEG_PARTS):
+        return "aeg"
+    if {"E_flame", "E_detail", "D_detail"} & keys:
+        return "deca"
+    if any(k.startswith("input_layer.") for k in keys) and any(k.startswith("body.") for k in keys):
+        return "ir50"
+    if any(k.startswith(("m0.", "conv1_1.")) for k in keys):
+        return "fan"
     if any(k.startswith("from_rgb.") for k in keys):
-        return "a bare generator state dict without its style encoder"
+        return "bare_generator"
     return None
+
+
+def describe_foreign_checkpoint(obj: object, expected: str) -> str | None:
+    """How to name ``obj`` to a user who passed it where a ``expected`` file belongs; ``None`` if it is one."""
+    kind = checkpoint_kind(obj)
+    return None if kind in (None, expected) else KIND_DESCRIPTIONS[kind]
 
 
 def read_aeg_state(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
@@ -121,10 +142,10 @@ def read_aeg_state(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
         return states
 
     obj = load_pickle_weights(path)
-    kind = describe_foreign_checkpoint(obj)
+    kind = describe_foreign_checkpoint(obj, "aeg")
     if kind:
         raise WeightFileError(f"{path} looks like {kind}, not an AEG checkpoint ({{step}}_nets_ema.ckpt).")
-    if isinstance(obj, dict) and all(isinstance(obj.get(part), dict) for part in AEG_PARTS):
+    if checkpoint_kind(obj) == "aeg":
         ignored = sorted(set(map(str, obj)) - set(AEG_PARTS))
         if ignored:
             log.info("%s: ignoring entries %s (training-only networks)", path.name, ", ".join(ignored))

@@ -79,10 +79,8 @@ def estimate_similarity(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
 
     Example:
         >>> src = torch.tensor([[[0.0, 0.0], [0.0, 2.0], [2.0, 0.0]]])
-        >>> estimate_similarity(src, 3 * src + 1)[0]
-        tensor([[3., -0., 1.],
-                [0., 3., 1.],
-                [0., 0., 1.]], dtype=torch.float64)
+        >>> (estimate_similarity(src, 3 * src + 1)[0].round(decimals=9) + 0.0).tolist()
+        [[3.0, 0.0, 1.0], [0.0, 3.0, 1.0], [0.0, 0.0, 1.0]]
     """
     if src.ndim != 3 or src.shape[-1] != 2 or src.shape[1] < 2 or dst.shape != src.shape:
         raise ValueError(f"src and dst must both have shape (B, N >= 2, 2), got {tuple(src.shape)} and {tuple(dst.shape)}")
@@ -217,8 +215,9 @@ def deca_crop(images: torch.Tensor, tform: torch.Tensor, crop_size: int = DECA_C
     """
     if not torch.is_tensor(images) or not torch.is_tensor(tform):
         raise TypeError(f"images and tform must be torch.Tensors, got {type(images).__name__} and {type(tform).__name__}")
-    if images.ndim != 4 or min(images.shape[-2:]) < 2:
-        hint = " (channels-last? use images.movedim(-1, 1))" if images.ndim == 4 and images.shape[-1] in (1, 3) else ""
+    channels_last = images.ndim == 4 and images.shape[-1] in (1, 3, 4) and images.shape[1] not in (1, 3, 4)
+    if images.ndim != 4 or min(images.shape[-2:]) < 2 or channels_last:
+        hint = " (this looks channels-last; use images.movedim(-1, 1))" if channels_last else ""
         raise ValueError(f"images must have shape (B, C, H, W) with H, W >= 2, got {tuple(images.shape)}{hint}")
     if not images.is_floating_point():
         raise TypeError(f"images must be floating point in [0, 1], got {images.dtype}")

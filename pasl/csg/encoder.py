@@ -145,15 +145,6 @@ class FlameEncoder(nn.Module):
         return f"source={self.source!r}"
 
 
-def _foreign_kind(obj: object) -> str | None:
-    from ..weights import describe_foreign_checkpoint
-
-    if isinstance(obj, dict) and {"generator", "style_encoder"} <= set(map(str, obj)):
-        return "a PASL AEG checkpoint ({step}_nets_ema.ckpt)"
-    kind = describe_foreign_checkpoint(obj)
-    return None if kind and "DECA" in kind else kind
-
-
 def _looks_like_bare_encoder(obj: object) -> bool:
     return isinstance(obj, dict) and "encoder.conv1.weight" in obj and "layers.2.weight" in obj
 
@@ -170,7 +161,7 @@ def read_deca_state(path: str | Path) -> dict[str, torch.Tensor]:
         WeightFileError: corrupt, unsafe or another kind of file.
     """
     from ..weights import SAFETENSORS_FORMAT as AEG_FORMAT
-    from ..weights import load_pickle_weights, read_safetensors, require_file
+    from ..weights import describe_foreign_checkpoint, load_pickle_weights, read_safetensors, require_file
 
     path = require_file(path, f"DECA model ({DECA_FILE})", DECA_SOURCE)
     if path.suffix == ".safetensors":
@@ -184,12 +175,7 @@ def read_deca_state(path: str | Path) -> dict[str, torch.Tensor]:
             f"make one from {DECA_FILE} with pasl.csg.convert_deca_to_safetensors"
         )
 
-    try:
-        obj = load_pickle_weights(path)
-    except WeightFileError as err:
-        if "generic_model.pkl" in str(err):  # the shared loader words this for AEG files
-            raise WeightFileError(f"{path} looks like the FLAME model (generic_model.pkl), not the DECA model ({DECA_FILE}).") from None
-        raise
+    obj = load_pickle_weights(path, expected=f"the DECA model ({DECA_FILE})")
     if isinstance(obj, dict) and isinstance(obj.get("E_flame"), dict):
         ignored = sorted(set(map(str, obj)) - {"E_flame"})
         if ignored:
@@ -198,7 +184,7 @@ def read_deca_state(path: str | Path) -> dict[str, torch.Tensor]:
     if _looks_like_bare_encoder(obj):
         log.info("%s: a bare E_flame state dict", path.name)
         return obj
-    kind = _foreign_kind(obj)
+    kind = describe_foreign_checkpoint(obj, "deca")
     if kind:
         raise WeightFileError(f"{path} looks like {kind}, not the DECA model ({DECA_FILE}).")
     found = sorted(map(str, obj))[:8] if isinstance(obj, dict) else type(obj).__name__
