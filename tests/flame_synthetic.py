@@ -255,6 +255,37 @@ def flame_model_arrays(seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
+def head_model_arrays(template_obj: Path, seed: int = 0) -> dict[str, np.ndarray]:
+    """Like :func:`flame_model_arrays` but with the real FLAME template mesh and topology from
+    DECA's ``head_template.obj`` (centred at the origin), so renderings look like a head.
+    The lower face follows the jaw joint, everything else the head."""
+    from pasl.flame import read_head_template
+
+    template = read_head_template(template_obj)
+    arrays = flame_model_arrays(seed)
+    vertices = np.asarray(template.vertices, dtype=np.float64)
+    vertices = vertices - vertices.mean(axis=0)
+    weights = np.zeros((NUM_VERTS, NUM_JOINTS))
+    below_mouth = vertices[:, 1] < np.percentile(vertices[:, 1], 25)
+    weights[~below_mouth, 1] = 1.0  # neck chain: the head
+    weights[below_mouth, 2] = 1.0  # jaw
+    arrays.update(
+        v_template=vertices,
+        f=np.asarray(template.faces, dtype=np.uint32),
+        weights=weights,
+        shapedirs=arrays["shapedirs"] * 0.5,
+        J=arrays["J_regressor"] @ vertices,
+    )
+    return arrays
+
+
+def write_head_model(path: Path, template_obj: Path, seed: int = 0) -> Path:
+    """A ``generic_model.pkl`` of the official format whose template is the real head mesh."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(Py2Pickle().dumps(generic_model_object(head_model_arrays(template_obj, seed))))
+    return path
+
+
 def generic_model_object(arrays: dict[str, np.ndarray], style: str = "reconstructor") -> dict[str, Any]:
     """The object graph of ``generic_model.pkl``: chumpy leaves, a scipy CSC regressor, plain arrays."""
     return {

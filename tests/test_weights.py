@@ -177,3 +177,31 @@ class TestBadFiles:
 def test_plain_variant_round_trip_through_a_new_file(tmp_path):
     path = write_nets_ema(tmp_path / "1_nets_ema.ckpt", seed=9, self_attention=False)
     assert not load_aeg(path).style_encoder.self_attention
+
+
+class TestConvertCommands:
+    def test_deca_file_is_converted_by_convert_weights(self, tmp_path, capsys):
+        from deca_synthetic import write_deca_model
+
+        from pasl.csg import load_shape_encoder
+
+        src = write_deca_model(tmp_path / "deca_model.tar")
+        dst = tmp_path / "pasl_deca.safetensors"
+        assert cli(["convert-weights", str(src), str(dst)]) == 0
+        assert sha256_of(src) in capsys.readouterr().out
+        images = torch.rand(1, 3, 224, 224)
+        with torch.no_grad():
+            assert torch.equal(load_shape_encoder(src).regress(images), load_shape_encoder(dst).regress(images))
+
+    def test_convert_flame(self, tmp_path, capsys):
+        import flame_synthetic as fs
+
+        from pasl.flame import load_flame
+
+        model = fs.write_generic_model(tmp_path / "generic_model.pkl")
+        embedding = fs.write_landmark_embedding(tmp_path / "landmark_embedding.npy")
+        dst = tmp_path / "pasl_flame.safetensors"
+        assert cli(["convert-flame", str(model), str(embedding), str(dst)]) == 0
+        assert sha256_of(model) in capsys.readouterr().out
+        codes = torch.zeros(1, 100), torch.zeros(1, 50), torch.full((1, 6), 0.1)
+        assert torch.equal(load_flame(model, embedding)(*codes).vertices, load_flame(dst)(*codes).vertices)
