@@ -37,6 +37,12 @@ class PASLLoadModels(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, aeg_checkpoint, device="auto", precision="auto"):
+        if aeg_checkpoint == NO_AEG or model_path(aeg_checkpoint) is None:
+            return f"AEG checkpoint '{aeg_checkpoint}' is not in models/pasl. " + where_to_get("aeg")
+        return True
+
+    @classmethod
     def fingerprint_inputs(cls, aeg_checkpoint, device, precision):
         path = model_path(aeg_checkpoint)
         return (aeg_checkpoint, os.path.getmtime(path) if path else None, device, precision)
@@ -44,8 +50,6 @@ class PASLLoadModels(io.ComfyNode):
     @classmethod
     def execute(cls, aeg_checkpoint, device, precision) -> io.NodeOutput:
         path = model_path(aeg_checkpoint)
-        if path is None:
-            raise FileNotFoundError("No AEG checkpoint selected. " + where_to_get("aeg"))
         torch_device = pick_device(device)
         dtype = pick_dtype(precision, torch_device)
         model = load_aeg(path, device="cpu", dtype=dtype)

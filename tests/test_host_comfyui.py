@@ -1,0 +1,266 @@
+"""The pack inside a real, headless ComfyUI (0.3.75, built by ``.ci/build_host``), driven over HTTP.
+
+One server serves the whole session (start ~7 s on 2 cores). Its base directory holds a synthetic
+official-format AEG checkpoint, a truncated copy of it, and three 256x256 input PNGs. Skips when the
+host is not built, fails instead under ``PASL_REQUIRE_HOST=1`` (``.ci/run``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from host_harness import PACK_NAME, REPO, ComfyServer, RunResult, load_json, pack_node_ids, require_host, ui_to_api
+from synthetic import aeg_inputs, write_nets_ema
+
+pytestmark = pytest.mark.host
+
+API_WORKFLOW = Path(__file__).resolve().parent / "workflows" / "generate_from_maps_api.json"
+UI_WORKFLOW = REPO / "workflows" / "pasl_generate_from_maps.json"
+CHECKPOINT = "204000_nets_ema.ckpt"
+"""The name of the official demo checkpoint: the example workflow selects it."""
+TRUNCATED = "truncated_nets_ema.ckpt"
+"""First MiB of the synthetic checkpoint: a download cut short."""
+INPUTS = ("source.png", "depth.png", "landmarks.png")
+CONTRACT = {
+    "PASLLoadModels": ("PASL Load Models", ["PASL_MODEL"]),
+    "PASLEncodeStyle": ("PASL Pose-Adapted Encode", ["PASL_STYLE"]),
+    "PASLGenerate": ("PASL Generate", ["IMAGE"]),
+}
+"""node id -> (display name, output types) the workflows and users rely on."""
+LOADER, GENERATE, SAVE = "1", "6", "7"
+"""Node ids in generate_from_maps_api.json."""
+
+
+@dataclass
+class Host:
+    server: ComfyServer
+    base: Path
+
+    @property
+    def object_info(self) -> dict:
+        return self.server.object_info
+
+    def run(self, prompt: dict) -> RunResult:
+        result = self.server.run(prompt)
+        assert result.status != "timeout", f"prompt timed out; log tail:\n{self.server.log_tail()}"
+        return result
+
+
+def _write_png(array: torch.Tensor, path: Path) -> None:
+    """``(3, H, W)`` in [0, 1] -> 8-bit RGB PNG."""
+    pixels = (array.permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+    Image.fromarray(pixels, "RGB").save(path)
+
+
+@pytest.fixture(scope="session")
+def host(tmp_path_factory) -> Host:
+    require_host()
+    base = tmp_path_factory.mktemp("comfy_base")
+    checkpoint = write_nets_ema(base / "models" / "pasl" / CHECKPOINT, seed=0)
+    with open(checkpoint, "rb") as whole, open(base / "models" / "pasl" / TRUNCATED, "wb") as cut:
+        cut.write(whole.read(1 << 20))
+    (base / "input").mkdir()
+    maps = aeg_inputs(seed=7, batch=1)
+    for name, key in zip(INPUTS, ("source", "depth", "landmarks")):
+        _write_png(maps[key][0], base / "input" / name)
+    server = ComfyServer(base)
+    try:
+        server.start()
+    except RuntimeError as err:
+        pytest.fail(f"the ComfyUI host did not start: {err}", pytrace=False)
+    try:
+        yield Host(server, base)
+    finally:
+        server.stop()
+
+
+def api_workflow(**loader_inputs) -> dict:
+    prompt = load_json(API_WORKFLOW)
+    prompt[LOADER]["inputs"].update(loader_inputs)
+    return prompt
+
+
+def _load_rgb(path: Path) -> torch.Tensor:
+    """As ComfyUI's LoadImage: RGB, float32 / 255; here ``(1, 3, H, W)``."""
+    pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(pixels).permute(2, 0, 1)[None]
+
+
+def expected_face(base: Path) -> np.ndarray:
+    """The PNG the workflow must write, computed in this process with ``pasl`` alone (fp32, CPU)."""
+    from pasl.aeg import load_aeg
+
+    model = load_aeg(base / "models" / "pasl" / CHECKPOINT)
+    source, depth, landmarks = (_load_rgb(base / "input" / name) for name in INPUTS)
+    with torch.inference_mode():
+        face = model.generator(depth, landmarks, model.style_encoder(source))
+    # SaveImage: np.clip(255 * image, 0, 255).astype(uint8), i.e. truncation
+    return np.clip(255.0 * face[0].permute(1, 2, 0).numpy(), 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------------------- (a)
+class TestRegistration:
+    def test_pack_imports_without_failure(self, host):
+        assert host.server.pack_import_error() is None, f"the pack failed to import:\n{host.server.pack_import_error()}"
+        assert not [line for line in host.server.import_failures() if PACK_NAME in line]
+
+    def test_every_node_of_the_extension_is_registered(self, host):
+        expected = pack_node_ids()
+        assert set(CONTRACT) <= set(expected), f"the extension returns {sorted(expected)}"
+        from_pack = {
+            node_id for node_id, info in host.object_info.items()
+            if info.get("python_module") == f"custom_nodes.{PACK_NAME}"
+        }
+        assert from_pack == set(expected)
+        for node_id, display_name in expected.items():
+            assert host.object_info[node_id]["display_name"] == display_name
+
+    @pytest.mark.parametrize("node_id", sorted(CONTRACT))
+    def test_contract_names_and_outputs(self, host, node_id):
+        display_name, outputs = CONTRACT[node_id]
+        info = host.object_info[node_id]
+        assert info["display_name"] == display_name
+        assert info["output"] == outputs
+        assert info["category"].startswith("PASL")
+
+    def test_loader_lists_the_model_folder(self, host):
+        required = host.object_info["PASLLoadModels"]["input"]["required"]
+        options = _combo_options(required["aeg_checkpoint"])
+        assert CHECKPOINT in options and TRUNCATED in options
+        assert _combo_options(required["device"]) == ["auto", "cpu", "cuda", "mps"]
+        assert _combo_options(required["precision"]) == ["auto", "fp32", "fp16", "bf16"]
+
+
+def _combo_options(spec: list) -> list:
+    """Options of a combo input spec: ``[[...], {...}]`` (V1) or ``["COMBO", {"options": [...]}]`` (V3)."""
+    if isinstance(spec[0], list):
+        return spec[0]
+    assert spec[0] == "COMBO", spec
+    return spec[1]["options"]
+
+
+# ----------------------------------------------------------------------------------------- (b)
+@pytest.fixture(scope="session")
+def generated(host) -> RunResult:
+    """generate_from_maps_api.json, run once."""
+    return host.run(api_workflow())
+
+
+def saved_png(generated: RunResult) -> Path:
+    assert generated.status == "success" and len(generated.images) == 1, generated.errors or generated.response
+    return generated.images[0]
+
+
+class TestGenerateFromMaps:
+    def test_runs_and_saves_one_png(self, host, generated):
+        assert generated.status == "success", f"{generated.errors or generated.response}\n{host.server.log_tail()}"
+        assert len(generated.images) == 1
+        assert generated.images[0].is_file()
+        assert generated.images[0].parent == host.base / "output" / "pasl"
+
+    def test_png_is_a_256_rgb_face_not_a_constant(self, generated):
+        with Image.open(saved_png(generated)) as image:
+            assert image.size == (256, 256)
+            assert image.mode == "RGB"
+            pixels = np.asarray(image)
+        assert pixels.std() > 5.0
+        assert len(np.unique(pixels)) > 32
+
+    def test_png_equals_the_library_computation(self, host, generated):
+        """Same file, inputs and maths outside ComfyUI: catches channel order, BHWC/BCHW and wiring slips."""
+        with Image.open(saved_png(generated)) as image:
+            got = np.asarray(image).astype(np.int16)
+        want = expected_face(host.base).astype(np.int16)
+        diff = np.abs(got - want)
+        print(f"host vs library: max |diff| {diff.max()}, {(diff > 0).mean():.4%} of values differ")
+        assert diff.max() <= 1, f"max |diff| = {diff.max()} (uint8 levels)"
+        assert (diff > 0).mean() < 0.01
+
+
+# ----------------------------------------------------------------------------------------- (c)
+class TestValidation:
+    def test_unknown_checkpoint_is_rejected_before_running(self, host):
+        """ComfyUI 0.3.75 checks Combo membership only for V1 list specs, not for V3 ``COMBO`` inputs,
+        so the loader must refuse an unknown file itself (``validate_inputs``), before anything runs."""
+        result = host.run(api_workflow(aeg_checkpoint="not_there_nets_ema.ckpt"))
+        assert result.status == "rejected", (
+            f"an unknown aeg_checkpoint was accepted by validation ({result.status}: "
+            f"{[e.get('exception_message') for e in result.errors]})"
+        )
+        assert result.response["error"]["type"] == "prompt_outputs_failed_validation"
+        assert set(result.response["node_errors"]) == {LOADER}
+        node_errors = result.response["node_errors"][LOADER]
+        assert node_errors["class_type"] == "PASLLoadModels"
+        # ComfyUI 0.3.75 repeats a failed validate_inputs once per validated input: one message, n copies.
+        # ("<input> - <message>" each); the pack's message must be the same in all of them.
+        assert len({e["details"].split(" - ", 1)[1] for e in node_errors["errors"]}) == 1
+        error = node_errors["errors"][0]
+        assert error["type"] in ("value_not_in_list", "custom_validation_failed")
+        assert "aeg_checkpoint" in error["details"] and "not_there_nets_ema.ckpt" in error["details"]
+        assert "drive.google.com" in error["details"]  # says where to get the file
+
+    def test_image_into_the_style_socket_is_rejected(self, host):
+        prompt = api_workflow()
+        prompt[GENERATE]["inputs"]["style"] = ["2", 0]  # LoadImage's IMAGE into PASL_STYLE
+        result = host.run(prompt)
+        assert result.status == "rejected"
+        errors = result.response["node_errors"][GENERATE]["errors"]
+        assert [e["type"] for e in errors] == ["return_type_mismatch"]
+        assert "PASL_STYLE" in errors[0]["details"] and "IMAGE" in errors[0]["details"]
+
+    def test_batch_size_out_of_range_is_rejected(self, host):
+        prompt = api_workflow()
+        prompt[GENERATE]["inputs"]["batch_size"] = 0
+        result = host.run(prompt)
+        assert result.status == "rejected"
+        assert [e["type"] for e in result.response["node_errors"][GENERATE]["errors"]] == ["value_smaller_than_min"]
+
+
+# ----------------------------------------------------------------------------------------- (d)
+class TestExecutionError:
+    def test_truncated_checkpoint_reports_the_file_and_the_server_survives(self, host):
+        result = host.run(api_workflow(aeg_checkpoint=TRUNCATED))
+        assert result.status == "error"
+        assert len(result.errors) == 1
+        error = result.errors[0]
+        assert error["node_type"] == "PASLLoadModels"
+        assert error["exception_type"].endswith("WeightFileError")
+        assert TRUNCATED in error["exception_message"]
+        assert "corrupt" in error["exception_message"]
+        assert not result.images
+        # the server keeps serving: a core-only prompt still runs
+        assert host.server.alive()
+        after = host.run({
+            "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "after_error"}},
+        })
+        assert after.status == "success" and len(after.images) == 1
+
+
+# ----------------------------------------------------------------------------------------- UI twin
+class TestUIWorkflow:
+    def test_is_a_frontend_save_with_a_note(self):
+        workflow = load_json(UI_WORKFLOW)
+        assert workflow["version"] == 0.4
+        notes = [n for n in workflow["nodes"] if n["type"] == "Note"]
+        assert len(notes) == 1 and "models/pasl" in notes[0]["widgets_values"][0]
+        ids = {n["id"] for n in workflow["nodes"]}
+        assert workflow["last_node_id"] == max(ids)
+        assert workflow["last_link_id"] == max(link[0] for link in workflow["links"])
+        by_id = {n["id"]: n for n in workflow["nodes"]}
+        for link_id, origin, origin_slot, target, target_slot, kind in workflow["links"]:
+            assert link_id in by_id[origin]["outputs"][origin_slot]["links"]
+            target_input = by_id[target]["inputs"][target_slot]
+            assert target_input["link"] == link_id and target_input["type"] == kind == by_id[origin]["outputs"][origin_slot]["type"]
+
+    def test_converts_to_the_api_twin(self, host):
+        converted = ui_to_api(load_json(UI_WORKFLOW), host.object_info)
+        expected = load_json(API_WORKFLOW)
+        strip = lambda prompt: {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in prompt.items()}  # noqa: E731
+        assert strip(converted) == strip(expected)
