@@ -1,0 +1,120 @@
+"""All PASL networks and assets of one run, found by file name and loaded once.
+
+The pipeline, the CLI and the ComfyUI loader node share :func:`load_models`, so the same
+files are found (and the same advice given when one is missing) everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .catalog import entry, find, search_folders, where_to_get
+from .errors import MissingWeightError
+
+log = logging.getLogger(__name__)
+
+DEMO_STEP = "204000"
+"""The demo checkpoint is preferred when several AEG files are found."""
+
+
+@dataclass
+class PASLModels:
+    """Networks on ``device``. The AEG runs in ``dtype``; DECA and FLAME stay float32 as in
+    the official code (their codes feed a rasteriser, where fp16 would move pixels).
+
+    ``shape_encoder``/``flame``/``faces`` are ``None`` when their files were not found:
+    the generator then needs maps from elsewhere (see :meth:`require_shape_stage`).
+    """
+
+    aeg: torch.nn.Module
+    shape_encoder: torch.nn.Module | None
+    flame: torch.nn.Module | None
+    faces: torch.Tensor | None
+    device: torch.device
+    dtype: torch.dtype
+    missing: tuple[str, ...] = ()
+
+    def require_shape_stage(self) -> None:
+        if self.shape_encoder is None or self.flame is None or self.faces is None:
+            advice = " ".join(f"{entry(k).purpose} ({' or '.join(entry(k).patterns)}): {where_to_get(k)}" for k in self.missing)
+            raise MissingWeightError(f"the shape stage (DECA + FLAME) needs files that were not found. {advice}")
+
+
+def _pick(key: str, explicit: str | Path | None, folders: list[Path]) -> Path | None:
+    if explicit is not None:
+        return Path(explicit)
+    found = find(key, folders)
+    if key == "aeg":
+        found.sort(key=lambda p: (not p.name.startswith(DEMO_STEP), str(p)))
+    return found[0] if found else None
+
+
+def _flame_files(model: str | Path | None, embedding: str | Path | None, folders: list[Path]) -> tuple[Path | None, Path | None]:
+    if model is not None:
+        return Path(model), Path(embedding) if embedding else None
+    candidates = find("flame", folders)
+    converted = [p for p in candidates if p.suffix in (".npz", ".safetensors")]
+    if converted:
+        return converted[0], None
+    if candidates:
+        return candidates[0], _pick("landmark_embedding", embedding, folders)
+    return None, None
+
+
+def load_models(
+    folders: list[str | Path] | None = None,
+    *,
+    aeg: str | Path | None = None,
+    deca: str | Path | None = None,
+    flame: str | Path | None = None,
+    landmark_embedding: str | Path | None = None,
+    head_template: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    require_shape_stage: bool = True,
+) -> PASLModels:
+    """Load the AEG, DECA's encoder, FLAME and the rendering topology.
+
+    Each file may be given explicitly; otherwise it is found by name in ``folders``,
+    ``$PASL_WEIGHTS`` and the pack's ``weights/`` (see :mod:`pasl.catalog`).
+
+    Raises:
+        MissingWeightError: the AEG is missing, or (with ``require_shape_stage``) a DECA or
+            FLAME file is; the message names every missing file and where to get it.
+    """
+    from .aeg import load_aeg
+    from .csg.encoder import load_shape_encoder
+    from .flame import load_flame, load_head_template
+
+    searched = search_folders(folders)
+    device = torch.device(device)
+    aeg_path = _pick("aeg", aeg, searched)
+    if aeg_path is None:
+        raise MissingWeightError(f"no AEG checkpoint found in {', '.join(map(str, searched))}. {where_to_get('aeg')}")
+    deca_path = _pick("deca", deca, searched)
+    flame_path, embedding_path = _flame_files(flame, landmark_embedding, searched)
+    template_path = _pick("head_template", head_template, searched)
+    missing = tuple(
+        key
+        for key, path in (("deca", deca_path), ("flame", flame_path), ("head_template", template_path))
+        if path is None
+    )
+    if flame_path is not None and flame_path.suffix == ".pkl" and embedding_path is None:
+        missing += ("landmark_embedding",)
+    models = PASLModels(
+        aeg=load_aeg(aeg_path, device=device, dtype=dtype),
+        shape_encoder=load_shape_encoder(deca_path, device=device) if deca_path else None,
+        flame=load_flame(flame_path, embedding_path).to(device) if flame_path and "landmark_embedding" not in missing else None,
+        faces=load_head_template(template_path).to(device) if template_path else None,
+        device=device,
+        dtype=dtype,
+        missing=missing,
+    )
+    if require_shape_stage:
+        models.require_shape_stage()
+    log.info("PASL models: AEG %s, DECA %s, FLAME %s, topology %s", aeg_path, deca_path, flame_path, template_path)
+    return models

@@ -1,0 +1,246 @@
+"""PASL end to end: align -> encode -> recompose (+ cycle check) -> render maps -> generate -> paste back.
+
+One readable path shared by the CLI and the one-node ComfyUI shortcut. The source is
+encoded once (:meth:`Reenactor.encode_source`); driving frames go through
+:meth:`Reenactor.reenact` one chunk at a time, and :meth:`Reenactor.reenact_stream` keeps
+the temporal smoother across chunks, so memory stays flat however long the clip is.
+Frames without a face come back unchanged and are listed in each chunk's result.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+
+from .align import FaceAlignment, NoFaceError, TemporalSmoother, align_faces, to_frames
+from .composite import paste_back
+from .csg.codes import recompose
+from .csg.cycle import CycleReport, cycle_check, refine_codes
+from .errors import PASLError
+from .models import PASLModels
+from .shape import ShapeCodes, encode_shapes, render_conditioning
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReenactOptions:
+    """Everything a user can choose; the defaults are the paper's method with a clean composite.
+
+    Attributes:
+        mode: ``"recompose"`` (the paper: source shape + driver expression/pose/camera),
+            ``"reference"`` (the official demo: the driver's own shape) or ``"shape_only"``.
+        source_alignment: ``"align"`` (detect and align the source like the driver) or
+            ``"resize"`` (the source is already an aligned crop, as in the official demos).
+        select: which face when several: ``"largest"``, ``"central"`` or an index.
+        smoothing: temporal smoothing of the driver's crops (0 = off; video only).
+        lock_scale: keep the driver crop's scale fixed over a clip (no "breathing").
+        paste_back: blend the generated face into the driving frame; else return crops.
+        mask_kind, erode, blur, color_match: paste-back mask and colour options
+            (see :func:`pasl.composite.paste_back`).
+        cycle_check: report the cycle-consistency error of every frame.
+        refine_steps: cycle refinement steps of the recomposed codes (0 = off).
+        flatten: the official test protocol's "flattened" conditioning maps.
+        batch_size: frames per generator call.
+    """
+
+    mode: str = "recompose"
+    source_alignment: str = "align"
+    select: str | int = "largest"
+    smoothing: float = 1.0
+    lock_scale: bool = False
+    paste_back: bool = True
+    mask_kind: str = "landmarks"
+    erode: float = 0.05
+    blur: float = 0.1
+    color_match: float = 0.0
+    cycle_check: bool = False
+    refine_steps: int = 0
+    flatten: bool = False
+    batch_size: int = 8
+
+
+@dataclass(frozen=True)
+class SourceFace:
+    """The encoded source: what every driving frame reuses."""
+
+    crop: torch.Tensor
+    """``(1, 3, 256, 256)`` the aligned source face."""
+    style: torch.Tensor
+    """``(1, 128)`` AEG style code (on the models' device, in their dtype)."""
+    shape: ShapeCodes
+    """FLAME codes of the source (batch 1)."""
+    alignment: FaceAlignment
+
+
+@dataclass(frozen=True)
+class ReenactedChunk:
+    """Results for a chunk of driving frames (``B`` frames, all tensors on the CPU, float32).
+
+    Attributes:
+        faces: ``(B, 3, 256, 256)`` generated aligned faces; frames without a face keep
+            their (letterboxed) driver crop.
+        frames: ``(B, 3, H, W)`` composites (the driving frames unchanged where there is no
+            face), or ``None`` without paste-back.
+        masks: ``(B, 1, H, W)`` blend masks, or ``None`` without paste-back.
+        depth, landmarks: ``(B, 3, 256, 256)`` conditioning maps (zeros without a face).
+        has_face: ``(B,)`` bool.
+        first_frame: index of the chunk's first frame in the whole clip.
+        cycle: per-frame cycle errors of the frames with a face (``cycle_check``), else None.
+    """
+
+    faces: torch.Tensor
+    frames: torch.Tensor | None
+    masks: torch.Tensor | None
+    depth: torch.Tensor
+    landmarks: torch.Tensor
+    has_face: torch.Tensor
+    first_frame: int = 0
+    cycle: CycleReport | None = None
+
+    @property
+    def faceless_frames(self) -> list[int]:
+        return [self.first_frame + i for i in (~self.has_face).nonzero().flatten().tolist()]
+
+
+@dataclass
+class RunSummary:
+    """Accumulated over a stream: what a user wants to read at the end."""
+
+    frames: int = 0
+    faceless: list[int] = field(default_factory=list)
+
+    def add(self, chunk: ReenactedChunk) -> None:
+        self.frames += int(chunk.has_face.numel())
+        self.faceless += chunk.faceless_frames
+
+    def text(self) -> str:
+        if not self.faceless:
+            return f"{self.frames} frames reenacted"
+        shown = ", ".join(map(str, self.faceless[:20])) + (" ..." if len(self.faceless) > 20 else "")
+        return f"{self.frames - len(self.faceless)} of {self.frames} frames reenacted; no face in frames {shown} (passed through unchanged)"
+
+
+class Reenactor:
+    """Runs PASL with one set of models and options.
+
+    Args:
+        models: from :func:`pasl.models.load_models` (shape stage required).
+        detector: from :func:`pasl.align.make_detector` (loaded once, reused).
+        options: :class:`ReenactOptions`.
+    """
+
+    def __init__(self, models: PASLModels, detector, options: ReenactOptions | None = None):
+        models.require_shape_stage()
+        self.models = models
+        self.detector = detector
+        self.options = options or ReenactOptions()
+
+    def encode_source(self, image: Any) -> SourceFace:
+        """Align (or resize) the source image, then its style code and FLAME codes."""
+        alignment = align_faces(image, select=self.options.select, mode=self.options.source_alignment, detector=self.detector)
+        if len(alignment) != 1:
+            raise ValueError(f"give one source image, got {len(alignment)}")
+        if not bool(alignment.has_face[0]) and self.options.source_alignment == "resize":
+            log.warning("no face landmarks on the source crop: its shape comes from DECA's whole-image fallback")
+        models = self.models
+        crop = alignment.crops.to(models.device)
+        with torch.inference_mode():
+            style = models.aeg.style_encoder(crop.to(models.dtype))
+            shape = encode_shapes(models.shape_encoder, crop, alignment.landmarks_crop.to(models.device), alignment.has_face)
+        return SourceFace(crop=crop, style=style, shape=shape, alignment=alignment)
+
+    def _align(self, frames: list[torch.Tensor], smoother: TemporalSmoother | None) -> FaceAlignment | None:
+        try:
+            return align_faces(frames, select=self.options.select, detector=self.detector, smoother=smoother)
+        except NoFaceError:
+            return None
+
+    def _generate(self, source: SourceFace, driver: ShapeCodes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, CycleReport | None]:
+        models, options = self.models, self.options
+        shapes = driver.with_codes(recompose(source.shape.codes, driver.codes, options.mode))
+        if options.refine_steps > 0:
+            shapes = shapes.with_codes(refine_codes(shapes.codes, models.shape_encoder, models.flame, models.faces, options.refine_steps))
+        report = cycle_check(shapes.codes, models.shape_encoder, models.flame, models.faces) if options.cycle_check else None
+        depth, landmarks = render_conditioning(models.flame, models.faces, shapes, flatten=options.flatten)
+        faces = []
+        for start in range(0, depth.shape[0], options.batch_size):
+            part = slice(start, start + options.batch_size)
+            faces.append(models.aeg.generator(depth[part].to(models.dtype), landmarks[part].to(models.dtype), source.style).float())
+        return torch.cat(faces), depth, landmarks, report
+
+    def reenact(self, source: SourceFace, frames: Any, smoother: TemporalSmoother | None = None, first_frame: int = 0) -> ReenactedChunk:
+        """Reenact one chunk of driving frames (all of one size when pasting back)."""
+        frame_list = to_frames(frames)
+        count = len(frame_list)
+        alignment = self._align(frame_list, smoother)
+        empty = torch.zeros(count, 3, 256, 256)
+        if alignment is None:
+            has_face = torch.zeros(count, dtype=torch.bool)
+            faces, depth, landmarks, report = empty, empty, empty, None
+            crops = None
+        else:
+            has_face = alignment.has_face.cpu()
+            crops = alignment.crops.cpu()
+            faces, depth, landmarks = crops.clone(), empty.clone(), empty.clone()
+            report = None
+            index = has_face.nonzero().flatten()
+            if index.numel():
+                models = self.models
+                with torch.inference_mode():
+                    driver = encode_shapes(
+                        models.shape_encoder, alignment.crops[index].to(models.device), alignment.landmarks_crop[index].to(models.device)
+                    )
+                    generated, maps_depth, maps_landmarks, report = self._generate(source, driver)
+                faces[index], depth[index], landmarks[index] = generated.cpu(), maps_depth.cpu(), maps_landmarks.cpu()
+
+        composite = masks = None
+        if self.options.paste_back:
+            composite, masks = self._paste(frame_list, faces, alignment, has_face)
+        return ReenactedChunk(faces, composite, masks, depth, landmarks, has_face, first_frame, report)
+
+    def _paste(self, frames: list[torch.Tensor], faces: torch.Tensor, alignment: FaceAlignment | None, has_face: torch.Tensor):
+        if len({tuple(f.shape) for f in frames}) != 1:
+            raise ValueError("paste-back needs driving frames of one size per chunk; reenact images of other sizes separately")
+        batch = torch.stack(frames).float()
+        if alignment is None or not bool(has_face.any()):
+            return batch, torch.zeros(batch.shape[0], 1, *batch.shape[-2:])
+        o = self.options
+        with torch.inference_mode():
+            return paste_back(
+                batch, faces, alignment.frame_from_crop.cpu(), alignment.landmarks_crop.cpu(), has_face,
+                mask_kind=o.mask_kind, erode=o.erode, blur=o.blur, color_match=o.color_match,
+            )
+
+    def reenact_stream(
+        self,
+        source: SourceFace,
+        chunks: Iterable[Any],
+        fps: float = 25.0,
+        progress: Callable[[int], None] | None = None,
+        summary: RunSummary | None = None,
+    ) -> Iterator[ReenactedChunk]:
+        """Reenact consecutive chunks of one clip; ``progress(frames_done)`` runs after each chunk
+        and may raise to cancel. Raises :class:`NoFaceError` at the end if no frame had a face."""
+        o = self.options
+        smoother = TemporalSmoother(strength=o.smoothing, fps=fps, lock_scale=o.lock_scale) if (o.smoothing > 0 or o.lock_scale) else None
+        summary = summary if summary is not None else RunSummary()
+        for chunk in chunks:
+            result = self.reenact(source, chunk, smoother, first_frame=summary.frames)
+            summary.add(result)
+            yield result
+            if progress is not None:
+                progress(summary.frames)
+        if summary.frames and len(summary.faceless) == summary.frames:
+            raise NoFaceError(f"no face in any of the {summary.frames} driving frames: nothing was reenacted")
+        log.info("%s", summary.text())
+
+
+def frames_to_chunks(frames: torch.Tensor, chunk_size: int) -> Iterator[torch.Tensor]:
+    """Split a ``(B, ...)`` batch into views of at most ``chunk_size`` frames."""
+    if chunk_size < 1:
+        raise PASLError(f"chunk_size must be positive, got {chunk_size}")
+    yield from frames.split(chunk_size)

@@ -1,0 +1,89 @@
+"""The shape stage in two calls: aligned crops -> FLAME codes, codes -> the AEG's two maps.
+
+Everything in between (DECA crop, ``E_flame``, FLAME, projection back into the 256
+crop, depth and landmark rendering) is the official recipe of pasl-reference §1.4-1.5;
+this module only wires the pieces together so the pipeline, the nodes and the CLI share
+one path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .csg.codes import FlameCodes
+from .csg.crop import deca_crop, deca_crop_transform
+from .render import conditioning_maps, crop_to_image, orthographic_project
+
+ALIGNED_SIZE = 256
+"""Side of the aligned crops the AEG works on (and the conditioning maps' side)."""
+
+
+@dataclass(frozen=True)
+class ShapeCodes:
+    """FLAME codes of faces plus the DECA crop each was read from (the ``PASL_SHAPE`` payload).
+
+    Attributes:
+        codes: :class:`FlameCodes` of batch B.
+        tform: ``(B, 3, 3)`` DECA ``crop_from_image`` (256-crop pixels -> 224-crop pixels);
+            the rendering is mapped back through it, so the maps line up with the 256 crop.
+    """
+
+    codes: FlameCodes
+    tform: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.codes.batch_size
+
+    def with_codes(self, codes: FlameCodes) -> "ShapeCodes":
+        return ShapeCodes(codes, self.tform)
+
+
+def encode_shapes(encoder, crops: torch.Tensor, landmarks_crop: torch.Tensor, has_face: torch.Tensor | None = None) -> ShapeCodes:
+    """DECA codes of aligned face crops.
+
+    Args:
+        encoder: a :class:`pasl.csg.encoder.FlameEncoder` (any device/dtype).
+        crops: ``(B, 3, 256, 256)`` RGB in [0, 1].
+        landmarks_crop: ``(B, 68, 2)`` iBUG-68 points in crop pixels (NaN where no face).
+            The official code re-runs FAN on the crop for these; the aligner's landmarks,
+            mapped into the crop, are the same points without a second detection.
+        has_face: ``(B,)`` bool; where False DECA's no-face fallback (the whole crop) is used.
+
+    Returns:
+        :class:`ShapeCodes` on the encoder's device in float32.
+    """
+    if crops.ndim != 4 or crops.shape[1:] != (3, ALIGNED_SIZE, ALIGNED_SIZE):
+        raise ValueError(f"crops must have shape (B, 3, {ALIGNED_SIZE}, {ALIGNED_SIZE}), got {tuple(crops.shape)}")
+    if landmarks_crop.shape != (crops.shape[0], 68, 2):
+        raise ValueError(f"landmarks_crop must have shape ({crops.shape[0]}, 68, 2), got {tuple(landmarks_crop.shape)}")
+    device = next(encoder.parameters()).device
+    found = torch.ones(crops.shape[0], dtype=torch.bool) if has_face is None else torch.as_tensor(has_face).bool()
+    landmarks = torch.where(found.to(landmarks_crop.device)[:, None, None], landmarks_crop, torch.zeros_like(landmarks_crop))
+    tform = deca_crop_transform(landmarks.to(device), face_found=found.to(device), image_size=(ALIGNED_SIZE, ALIGNED_SIZE))
+    images = deca_crop(crops.to(device=device, dtype=torch.float32), tform)
+    codes = encoder(images).to(torch.float32)
+    return ShapeCodes(codes, tform.to(torch.float32))
+
+
+def render_conditioning(flame, faces: torch.Tensor, shapes: ShapeCodes, flatten: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depth and landmark maps of ``shapes`` in the 256 crop, ready for the generator.
+
+    Args:
+        flame: a :class:`pasl.flame.FLAME` layer.
+        faces: ``(F, 3)`` long rendering topology (``head_template.obj``).
+        shapes: codes and DECA crops (e.g. recomposed codes with the driver's crops).
+        flatten: the test-protocol "flattening" (pasl-reference §1.7); off for the demos.
+
+    Returns:
+        ``(depth, landmarks)``, each ``(B, 3, 256, 256)`` float32 in [0, 1].
+    """
+    codes = shapes.codes
+    device = flame.v_template.device
+    codes = codes.to(device=device, dtype=flame.v_template.dtype)
+    output = flame(codes.shape, codes.exp, codes.pose)
+    vertices = crop_to_image(orthographic_project(output.vertices, codes.cam), shapes.tform.to(device))
+    landmarks = crop_to_image(orthographic_project(output.landmarks2d, codes.cam)[..., :2], shapes.tform.to(device))
+    return conditioning_maps(vertices, landmarks, faces.to(device), flatten=flatten)

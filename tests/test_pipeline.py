@@ -1,0 +1,130 @@
+"""The whole pipeline on synthetic weights: images, chunks, faceless frames, options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pasl.align import NoFaceError
+from pasl.errors import MissingWeightError
+from pasl.models import load_models
+from pasl.pipeline import ReenactOptions, Reenactor, RunSummary, frames_to_chunks
+from pipeline_synthetic import ScriptedDetector, weights_folder
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return weights_folder(tmp_path_factory.mktemp("pasl_weights"))
+
+
+@pytest.fixture(scope="module")
+def models(folder):
+    return load_models([folder])
+
+
+def frames(count: int, height: int = 180, width: int = 240, dark: tuple[int, ...] = ()) -> torch.Tensor:
+    rng = np.random.RandomState(0)
+    images = rng.uniform(0.2, 0.9, size=(count, 3, height, width)).astype(np.float32)
+    for i in dark:
+        images[i] = 0.0
+    return torch.from_numpy(images)
+
+
+@pytest.fixture(scope="module")
+def reenactor(models):
+    return Reenactor(models, ScriptedDetector(), ReenactOptions(smoothing=0.0))
+
+
+@pytest.fixture(scope="module")
+def source(reenactor):
+    return reenactor.encode_source(frames(1, 300, 300))
+
+
+class TestModels:
+    def test_every_file_is_found_by_name(self, models):
+        assert models.shape_encoder is not None and models.flame is not None
+        assert models.faces.shape == (9976, 3) and models.missing == ()
+
+    def test_missing_shape_files_are_named(self, tmp_path):
+        with pytest.raises(MissingWeightError, match="no AEG checkpoint"):
+            load_models([tmp_path])
+        only_aeg = tmp_path / "only_aeg"
+        only_aeg.mkdir()
+        from synthetic import write_nets_ema
+
+        write_nets_ema(only_aeg / "204000_nets_ema.ckpt")
+        with pytest.raises(MissingWeightError) as info:
+            load_models([only_aeg])
+        message = str(info.value)
+        assert "deca_model.tar" in message and "generic_model.pkl" in message and "head_template.obj" in message
+        partial = load_models([only_aeg], require_shape_stage=False)
+        assert partial.shape_encoder is None and set(partial.missing) == {"deca", "flame", "head_template"}
+
+
+class TestReenact:
+    def test_source_is_encoded_once(self, source):
+        assert source.style.shape == (1, 128) and source.crop.shape == (1, 3, 256, 256)
+        assert source.shape.batch_size == 1
+
+    def test_frames_come_back_pasted_at_their_size(self, reenactor, source):
+        driving = frames(3)
+        result = reenactor.reenact(source, driving)
+        assert result.faces.shape == (3, 3, 256, 256) and result.frames.shape == (3, 3, 180, 240)
+        assert result.masks.shape == (3, 1, 180, 240)
+        assert bool(result.has_face.all()) and result.faceless_frames == []
+        # the maps show a head: depth has a foreground, the landmark drawing has white lines
+        assert (result.depth[:, 0] > 0).float().mean() > 0.05
+        assert set(result.landmarks.unique().tolist()) == {0.0, 1.0}
+        # pasted inside the mask, untouched where the mask is 0
+        outside = result.masks[:, 0] == 0
+        assert torch.equal(result.frames.permute(1, 0, 2, 3)[:, outside], driving.permute(1, 0, 2, 3)[:, outside])
+        assert (result.frames - driving).abs().amax() > 0.05
+
+    def test_faceless_frames_pass_through_unchanged(self, reenactor, source):
+        driving = frames(4, dark=(1, 3))
+        result = reenactor.reenact(source, driving, first_frame=10)
+        assert result.has_face.tolist() == [True, False, True, False]
+        assert result.faceless_frames == [11, 13]
+        assert torch.equal(result.frames[1], driving[1]) and torch.equal(result.frames[3], driving[3])
+        assert result.masks[1].abs().max() == 0
+
+    def test_a_whole_faceless_chunk_passes_through(self, reenactor, source):
+        driving = frames(2, dark=(0, 1))
+        result = reenactor.reenact(source, driving)
+        assert not result.has_face.any() and torch.equal(result.frames, driving)
+
+    def test_stream_equals_one_batch_and_reports(self, reenactor, source):
+        driving = frames(5, dark=(2,))
+        whole = reenactor.reenact(source, driving)
+        summary = RunSummary()
+        seen = []
+        parts = list(reenactor.reenact_stream(source, frames_to_chunks(driving, 2), progress=seen.append, summary=summary))
+        assert [p.first_frame for p in parts] == [0, 2, 4] and seen == [2, 4, 5]
+        torch.testing.assert_close(torch.cat([p.faces for p in parts]), whole.faces, atol=1e-5, rtol=0)
+        assert summary.faceless == [2] and "no face in frames 2" in summary.text()
+
+    def test_stream_without_any_face_is_an_error(self, reenactor, source):
+        with pytest.raises(NoFaceError, match="no face in any of the 3 driving frames"):
+            list(reenactor.reenact_stream(source, frames_to_chunks(frames(3, dark=(0, 1, 2)), 2)))
+
+    def test_modes_change_the_shape(self, models, source):
+        results = {}
+        for mode in ("recompose", "reference"):
+            r = Reenactor(models, ScriptedDetector(), ReenactOptions(mode=mode, smoothing=0.0, paste_back=False))
+            results[mode] = r.reenact(source, frames(1))
+            assert results[mode].frames is None
+        assert results["recompose"].faces.shape == results["reference"].faces.shape == (1, 3, 256, 256)
+
+    def test_cycle_report_and_refinement_options(self, models, source):
+        r = Reenactor(models, ScriptedDetector(), ReenactOptions(smoothing=0.0, cycle_check=True, refine_steps=1))
+        result = r.reenact(source, frames(2))
+        assert result.cycle is not None and result.cycle.shape_mm.shape == (2,)
+        assert torch.isfinite(result.cycle.pose_deg).all()
+
+    def test_mixed_frame_sizes_without_paste_back(self, models, source):
+        r = Reenactor(models, ScriptedDetector(), ReenactOptions(smoothing=0.0, paste_back=False))
+        result = r.reenact(source, [frames(1, 100, 80)[0], frames(1, 300, 500)[0]])
+        assert result.faces.shape == (2, 3, 256, 256)
