@@ -44,6 +44,52 @@ def _doctor(args: argparse.Namespace) -> dict | None:
     return None
 
 
+def _auto_device(name: str):
+    import torch
+
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+
+
+def _reenact(args: argparse.Namespace) -> None:
+    import torch
+
+    from .align import make_detector
+    from .files import reenact_files
+    from .models import load_models
+    from .pipeline import ReenactOptions, Reenactor
+
+    device = _auto_device(args.device)
+    precisions = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    dtype = precisions[args.precision] if args.precision != "auto" else (torch.float16 if device.type == "cuda" else torch.float32)
+    models = load_models(args.weights_dir, aeg=args.aeg, device=device, dtype=dtype)
+    detector = make_detector(args.backend, args.weights_dir)
+    options = ReenactOptions(
+        mode=args.mode,
+        source_alignment="resize" if args.source_is_crop else "align",
+        select=int(args.select) if args.select.isdigit() else args.select,
+        smoothing=args.smoothing,
+        lock_scale=args.lock_scale,
+        paste_back=args.paste_back,
+        color_match=args.color_match,
+        cycle_check=args.cycle_check,
+        refine_steps=args.refine_steps,
+        flatten=args.flatten,
+        batch_size=args.batch_size,
+    )
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rframes {done}/{total or '?'}", end="", file=sys.stderr, flush=True)
+
+    summary = reenact_files(Reenactor(models, detector, options), args.source, args.driving, args.out, args.chunk_size, progress)
+    print(file=sys.stderr)
+    print(f"{summary.text()} -> {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pasl", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is loaded")
@@ -66,6 +112,36 @@ def build_parser() -> argparse.ArgumentParser:
     flame.add_argument("landmarks", help="DECA's landmark_embedding.npy")
     flame.add_argument("dst", help="output ending in .npz or .safetensors (e.g. pasl_flame.safetensors)")
     flame.set_defaults(run=_convert_flame)
+
+    run = commands.add_parser(
+        "reenact",
+        help="render the source face with the driving face's pose and expression",
+        description="Source image + driving image, folder of images or video -> image, folder or video (with audio).",
+    )
+    run.add_argument("--source", required=True, help="image of the source person (identity)")
+    run.add_argument("--driving", required=True, help="driving image, folder of images, or video (pose + expression)")
+    run.add_argument("--out", required=True, help="output image, folder, or video file (.mp4) for a video driver")
+    run.add_argument("--weights-dir", action="append", default=[], help="folder with the weight files (repeatable)")
+    run.add_argument("--aeg", help="a specific AEG checkpoint (default: 204000_nets_ema.ckpt if found)")
+    run.add_argument("--mode", choices=["recompose", "reference", "shape_only"], default="recompose",
+                     help="recompose = the paper (source shape, driver motion); reference = the official demo")
+    run.add_argument("--paste-back", action=argparse.BooleanOptionalAction, default=True,
+                     help="blend the face into the driving frame (default) or write 256x256 crops")
+    run.add_argument("--source-is-crop", action="store_true", help="the source is already an aligned 256 face crop")
+    run.add_argument("--backend", choices=["auto", "fan", "dlib", "dlib-hog"], default="auto", help="face detector")
+    run.add_argument("--select", default="largest", help="face to use when several: largest, central or an index")
+    run.add_argument("--smoothing", type=float, default=1.0, help="temporal smoothing of a video driver (0 = off)")
+    run.add_argument("--lock-scale", action="store_true", help="keep the video crop's scale fixed (no head-size wobble)")
+    run.add_argument("--color-match", type=float, default=0.0, help="match the face's colours to the frame (0..1)")
+    run.add_argument("--cycle-check", action="store_true", help="log the cycle-consistency error of the shapes")
+    run.add_argument("--refine-steps", type=int, default=0, help="cycle-consistency refinement steps (0 = off)")
+    run.add_argument("--flatten", action="store_true", help="the official test protocol's flattened maps")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    run.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
+                     help="AEG precision (auto: fp16 on CUDA like the official demo, else fp32)")
+    run.add_argument("--batch-size", type=int, default=8, help="frames per generator call")
+    run.add_argument("--chunk-size", type=int, default=16, help="video frames held in memory at once")
+    run.set_defaults(run=_reenact)
 
     doctor = commands.add_parser("doctor", help="list the weight files found and missing, and the available backends")
     doctor.add_argument("--weights-dir", action="append", default=[], help="also search this folder (repeatable)")
