@@ -5,11 +5,16 @@ from __future__ import annotations
 
 def node_list() -> list:
     """Import the node modules (only inside ComfyUI) and return their classes."""
-    from .encode import PASLEncodeStyle
-    from .generate import PASLGenerate
     from .host import register_model_folder
 
-    register_model_folder()
+    register_model_folder()  # before the loader's schema lists the folder's files
+    from .align import PASLFaceAlign
+    from .encode import PASLEncodeStyle
+    from .generate import PASLGenerate
     from .load_models import PASLLoadModels
+    from .paste_back import PASLPasteBack
+    from .reenact import PASLReenact
+    from .render import PASLShapeRender
+    from .shape import PASLShapeRecompose
 
-    return [PASLLoadModels, PASLEncodeStyle, PASLGenerate]
+    return [PASLLoadModels, PASLFaceAlign, PASLEncodeStyle, PASLShapeRecompose, PASLShapeRender, PASLGenerate, PASLPasteBack, PASLReenact]

@@ -25,8 +25,8 @@ class PASLEncodeStyle(io.ComfyNode):
 
     @classmethod
     def execute(cls, models, source) -> io.NodeOutput:
-        aeg = models.load_aeg()
-        device = next(aeg.parameters()).device
+        loaded = models.load()
+        aeg, device = loaded.aeg, loaded.device
         progress = Progress(source.shape[0])
         codes = []
         for image in source.split(1):

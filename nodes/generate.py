@@ -41,8 +41,8 @@ class PASLGenerate(io.ComfyNode):
     @classmethod
     def execute(cls, models, style, depth, landmarks, batch_size=8) -> io.NodeOutput:
         frames = _match_batches(style, depth, landmarks)
-        aeg = models.load_aeg()
-        device = next(aeg.parameters()).device
+        loaded = models.load()
+        aeg, device = loaded.aeg, loaded.device
         progress = Progress(frames)
         faces = []
         for start in range(0, frames, batch_size):

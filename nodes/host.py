@@ -5,8 +5,9 @@ Node files import from here so each stays a thin adapter over ``pasl``.
 
 from __future__ import annotations
 
+import fnmatch
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import comfy.model_management as mm
 import comfy.model_patcher
@@ -14,7 +15,8 @@ import comfy.utils
 import folder_paths
 import torch
 
-from ..pasl.catalog import PACK_WEIGHTS
+from ..pasl.catalog import PACK_WEIGHTS, entry
+from ..pasl.models import PASLModels
 
 MODEL_FOLDER = "pasl"
 DEVICES = ["auto", "cpu", "cuda", "mps"]
@@ -28,10 +30,16 @@ def register_model_folder() -> None:
     folder_paths.add_model_folder_path(MODEL_FOLDER, str(PACK_WEIGHTS))
 
 
-def model_files(placeholder: str) -> list[str]:
-    """Files in the ``pasl`` folders, or a single placeholder telling the user what is missing."""
-    names = [n for n in folder_paths.get_filename_list(MODEL_FOLDER) if not n.endswith((".md", ".txt"))]
+def model_files(kind: str, placeholder: str) -> list[str]:
+    """Files of catalogue ``kind`` in the ``pasl`` folders, or one placeholder naming what is missing."""
+    patterns = entry(kind).patterns
+    names = [n for n in folder_paths.get_filename_list(MODEL_FOLDER) if any(fnmatch.fnmatch(os.path.basename(n), p) for p in patterns)]
     return names or [placeholder]
+
+
+def folders() -> list[str]:
+    """The registered ``pasl`` folders (for files found by name, such as head_template.obj)."""
+    return folder_paths.get_folder_paths(MODEL_FOLDER)
 
 
 def model_path(name: str) -> str | None:
@@ -57,16 +65,32 @@ def wrap(model: torch.nn.Module, device: torch.device) -> comfy.model_patcher.Mo
 
 
 @dataclass(frozen=True)
-class PASLModels:
-    """The ``PASL_MODEL`` socket payload: managed models plus the chosen precision."""
+class ManagedModels:
+    """The ``PASL_MODEL`` socket payload: the networks under ComfyUI's memory manager.
 
-    aeg: comfy.model_patcher.ModelPatcher
-    dtype: torch.dtype
+    ``patcher.model`` is a ``ModuleDict`` (aeg, shape_encoder, flame); :meth:`load` asks
+    ComfyUI to place it on the compute device (evicting others if needed) and returns the
+    library's :class:`pasl.models.PASLModels` view of it.
+    """
 
-    def load_aeg(self):
-        """Load onto the compute device (ComfyUI may evict other models) and return it."""
-        mm.load_models_gpu([self.aeg])
-        return self.aeg.model
+    patcher: comfy.model_patcher.ModelPatcher
+    library: PASLModels
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.library.dtype
+
+    def load(self) -> PASLModels:
+        mm.load_models_gpu([self.patcher])
+        device = next(self.patcher.model.parameters()).device
+        return replace(self.library, device=device, faces=None if self.library.faces is None else self.library.faces.to(device))
+
+
+def manage(models: PASLModels, device: torch.device) -> ManagedModels:
+    networks = torch.nn.ModuleDict(
+        {k: v for k, v in (("aeg", models.aeg), ("shape_encoder", models.shape_encoder), ("flame", models.flame)) if v is not None}
+    )
+    return ManagedModels(wrap(networks, device), models)
 
 
 def images_to_bchw(image: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -97,3 +121,24 @@ class Progress:
     def step(self, amount: int = 1) -> None:
         mm.throw_exception_if_processing_interrupted()
         self.bar.update(amount)
+
+    def to(self, done: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        self.bar.update_absolute(done)
+
+
+_DETECTORS: dict[tuple, object] = {}
+
+
+def detector(backend: str):
+    """A face detector, created once per backend and reused (its models load once)."""
+    from ..pasl.align import make_detector
+
+    key = (backend, tuple(folders()))
+    if key not in _DETECTORS:
+        _DETECTORS[key] = make_detector(backend, weights_dir=folders())
+    return _DETECTORS[key]
+
+
+def chunks(count: int, size: int) -> list[slice]:
+    return [slice(start, min(start + size, count)) for start in range(0, count, size)]

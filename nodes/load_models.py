@@ -6,12 +6,14 @@ import os
 
 from comfy_api.v0_0_2 import io
 
-from ..pasl.aeg import load_aeg
 from ..pasl.catalog import where_to_get
-
-from .host import DEVICES, PRECISIONS, PASLModels, model_files, model_path, pick_device, pick_dtype, wrap
+from ..pasl.models import load_models
+from .host import DEVICES, PRECISIONS, folders, manage, model_files, model_path, pick_device, pick_dtype
 
 NO_AEG = "(no AEG checkpoint found: put e.g. 204000_nets_ema.ckpt in models/pasl)"
+NO_DECA = "(no deca_model.tar found: the shape stage is off)"
+NO_FLAME = "(no FLAME model found: the shape stage is off)"
+PLACEHOLDERS = (NO_AEG, NO_DECA, NO_FLAME)
 
 
 class PASLLoadModels(io.ComfyNode):
@@ -21,36 +23,45 @@ class PASLLoadModels(io.ComfyNode):
             node_id="PASLLoadModels",
             display_name="PASL Load Models",
             category="PASL",
-            description="Loads the PASL networks from ComfyUI/models/pasl (or the pack's weights/ folder).",
+            description="Loads PASL's networks from ComfyUI/models/pasl (or the pack's weights/ folder). "
+            "landmark_embedding.npy and head_template.obj are found there by name.",
             inputs=[
-                io.Combo.Input(
-                    "aeg_checkpoint",
-                    options=model_files(NO_AEG),
-                    tooltip="Official {step}_nets_ema.ckpt (204000 = the demo model) or its .safetensors conversion.",
-                ),
+                io.Combo.Input("aeg_checkpoint", options=model_files("aeg", NO_AEG),
+                               tooltip="Official {step}_nets_ema.ckpt (204000 = the demo model) or its .safetensors conversion."),
+                io.Combo.Input("deca_model", options=model_files("deca", NO_DECA),
+                               tooltip="DECA's deca_model.tar (the CSG shape encoder), or its conversion."),
+                io.Combo.Input("flame_model", options=model_files("flame", NO_FLAME),
+                               tooltip="FLAME 2020 generic_model.pkl (registration at flame.is.tue.mpg.de), or pasl_flame.safetensors."),
                 io.Combo.Input("device", options=DEVICES, default="auto", tooltip="auto = ComfyUI's device (honours --cpu)."),
-                io.Combo.Input(
-                    "precision", options=PRECISIONS, default="auto", tooltip="auto = fp16 on GPUs (as the official demo), fp32 on CPU."
-                ),
+                io.Combo.Input("precision", options=PRECISIONS, default="auto",
+                               tooltip="Generator precision. auto = fp16 on GPUs (as the official demo), fp32 on CPU."),
             ],
             outputs=[io.Custom("PASL_MODEL").Output(display_name="models")],
         )
 
     @classmethod
-    def validate_inputs(cls, aeg_checkpoint, device="auto", precision="auto"):
+    def validate_inputs(cls, aeg_checkpoint, deca_model=NO_DECA, flame_model=NO_FLAME, device="auto", precision="auto"):
         if aeg_checkpoint == NO_AEG or model_path(aeg_checkpoint) is None:
             return f"AEG checkpoint '{aeg_checkpoint}' is not in models/pasl. " + where_to_get("aeg")
+        for name, placeholder in ((deca_model, NO_DECA), (flame_model, NO_FLAME)):
+            if name != placeholder and model_path(name) is None:
+                return f"'{name}' is not in models/pasl"
         return True
 
     @classmethod
-    def fingerprint_inputs(cls, aeg_checkpoint, device, precision):
-        path = model_path(aeg_checkpoint)
-        return (aeg_checkpoint, os.path.getmtime(path) if path else None, device, precision)
+    def fingerprint_inputs(cls, aeg_checkpoint, deca_model, flame_model, device, precision):
+        paths = [model_path(n) for n in (aeg_checkpoint, deca_model, flame_model)]
+        return (*paths, *(os.path.getmtime(p) if p else None for p in paths), device, precision)
 
     @classmethod
-    def execute(cls, aeg_checkpoint, device, precision) -> io.NodeOutput:
-        path = model_path(aeg_checkpoint)
+    def execute(cls, aeg_checkpoint, deca_model, flame_model, device, precision) -> io.NodeOutput:
         torch_device = pick_device(device)
-        dtype = pick_dtype(precision, torch_device)
-        model = load_aeg(path, device="cpu", dtype=dtype)
-        return io.NodeOutput(PASLModels(aeg=wrap(model, torch_device), dtype=dtype))
+        models = load_models(
+            folders(),
+            aeg=model_path(aeg_checkpoint),
+            deca=model_path(deca_model) if deca_model != NO_DECA else None,
+            flame=model_path(flame_model) if flame_model != NO_FLAME else None,
+            dtype=pick_dtype(precision, torch_device),
+            require_shape_stage=False,
+        )
+        return io.NodeOutput(manage(models, torch_device))

@@ -20,7 +20,7 @@ def _convert_weights(args: argparse.Namespace) -> dict:
 
     from .weights import checkpoint_kind, convert_aeg_to_safetensors, load_pickle_weights, require_file
 
-    src = require_file(args.src, "weight file", "see weights/README.md")
+    src = require_file(args.src, "weight file", "the links in weights/README.md")
     if src.suffix != ".safetensors" and checkpoint_kind(load_pickle_weights(src, expected="an AEG or DECA checkpoint")) == "deca":
         from .csg.encoder import convert_deca_to_safetensors
 

@@ -718,3 +718,25 @@ def paste_back(
             composite[n : n + 1, :, y0:y1, x0:x1] = torch.lerp(original, face, alpha).to(frames.dtype)
             out_mask[n : n + 1, :, y0:y1, x0:x1] = alpha
     return composite, out_mask
+
+
+def resize_crop_frame(
+    frame_from_crop: torch.Tensor, landmarks_crop: torch.Tensor | None, crop_size: int, new_size: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Re-express a crop's affine and landmarks for the same crop resampled to ``new_size``.
+
+    For faces that went through an upscaler or restorer (e.g. 256 -> 512) before paste-back.
+    Pixel centres map as ``p_new = (p + 0.5) * new_size / crop_size - 0.5``.
+
+    Returns:
+        ``(frame_from_crop (B, 3, 3), landmarks_crop (B, 68, 2) or None)`` for the new size.
+
+    Example:
+        >>> affine, _ = resize_crop_frame(torch.eye(3)[None], None, 256, 512)
+        >>> (affine[0] @ torch.tensor([1.5, 1.5, 1.0])).tolist()  # new pixel 1.5 is old pixel 0.5
+        [0.5, 0.5, 1.0]
+    """
+    ratio = crop_size / new_size
+    old_from_new = frame_from_crop.new_tensor([[ratio, 0.0, 0.5 * ratio - 0.5], [0.0, ratio, 0.5 * ratio - 0.5], [0.0, 0.0, 1.0]])
+    landmarks = None if landmarks_crop is None else (landmarks_crop + 0.5) / ratio - 0.5
+    return frame_from_crop @ old_from_new, landmarks

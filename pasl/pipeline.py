@@ -17,11 +17,10 @@ import torch
 
 from .align import FaceAlignment, NoFaceError, TemporalSmoother, align_faces, to_frames
 from .composite import paste_back
-from .csg.codes import recompose
-from .csg.cycle import CycleReport, cycle_check, refine_codes
+from .csg.cycle import CycleReport
 from .errors import PASLError
 from .models import PASLModels
-from .shape import ShapeCodes, encode_shapes, render_conditioning
+from .shape import ShapeCodes, encode_shapes, recompose_shapes, render_conditioning
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +160,7 @@ class Reenactor:
 
     def _generate(self, source: SourceFace, driver: ShapeCodes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, CycleReport | None]:
         models, options = self.models, self.options
-        shapes = driver.with_codes(recompose(source.shape.codes, driver.codes, options.mode))
-        if options.refine_steps > 0:
-            shapes = shapes.with_codes(refine_codes(shapes.codes, models.shape_encoder, models.flame, models.faces, options.refine_steps))
-        report = cycle_check(shapes.codes, models.shape_encoder, models.flame, models.faces) if options.cycle_check else None
+        shapes, report = recompose_shapes(models, source.shape, driver, options.mode, options.refine_steps, options.cycle_check)
         depth, landmarks = render_conditioning(models.flame, models.faces, shapes, flatten=options.flatten)
         faces = []
         for start in range(0, depth.shape[0], options.batch_size):

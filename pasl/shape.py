@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .csg.codes import FlameCodes
+from .csg.codes import FlameCodes, recompose
+from .csg.cycle import CycleReport, cycle_check, refine_codes
 from .csg.crop import deca_crop, deca_crop_transform
 from .render import conditioning_maps, crop_to_image, orthographic_project
 
@@ -39,6 +40,13 @@ class ShapeCodes:
 
     def with_codes(self, codes: FlameCodes) -> "ShapeCodes":
         return ShapeCodes(codes, self.tform)
+
+    def __getitem__(self, index: slice) -> "ShapeCodes":
+        return ShapeCodes(self.codes[index], self.tform[index])
+
+    @classmethod
+    def cat(cls, parts: "list[ShapeCodes]") -> "ShapeCodes":
+        return cls(FlameCodes.cat([p.codes for p in parts]), torch.cat([p.tform for p in parts]))
 
 
 def encode_shapes(encoder, crops: torch.Tensor, landmarks_crop: torch.Tensor, has_face: torch.Tensor | None = None) -> ShapeCodes:
@@ -87,3 +95,23 @@ def render_conditioning(flame, faces: torch.Tensor, shapes: ShapeCodes, flatten:
     vertices = crop_to_image(orthographic_project(output.vertices, codes.cam), shapes.tform.to(device))
     landmarks = crop_to_image(orthographic_project(output.landmarks2d, codes.cam)[..., :2], shapes.tform.to(device))
     return conditioning_maps(vertices, landmarks, faces.to(device), flatten=flatten)
+
+
+def recompose_shapes(
+    models, source: ShapeCodes, driver: ShapeCodes, mode: str = "recompose", refine_steps: int = 0, check: bool = False
+) -> tuple[ShapeCodes, CycleReport | None]:
+    """The CSG's recomposed shape, on the driver's crops; optionally refined and checked.
+
+    Args:
+        models: a :class:`pasl.models.PASLModels` with the shape stage.
+        source: codes of the source (batch 1, or one per driver frame).
+        driver: codes of the driving frames.
+        mode: see :func:`pasl.csg.codes.recompose`.
+        refine_steps: cycle-consistency refinement steps (0 = off).
+        check: also return the per-frame cycle errors.
+    """
+    shapes = driver.with_codes(recompose(source.codes, driver.codes, mode))
+    if refine_steps > 0:
+        shapes = shapes.with_codes(refine_codes(shapes.codes, models.shape_encoder, models.flame, models.faces, refine_steps))
+    report = cycle_check(shapes.codes, models.shape_encoder, models.flame, models.faces) if check else None
+    return shapes, report

@@ -166,7 +166,7 @@ class TestBadFiles:
     def test_cli_prints_one_line_and_exits_2(self, tmp_path, capsys):
         assert cli(["convert-weights", str(tmp_path / "nope.ckpt"), str(tmp_path / "out.safetensors")]) == 2
         err = capsys.readouterr().err
-        assert err.startswith("error: AEG checkpoint not found") and err.count("\n") == 1
+        assert err.startswith("error: weight file not found") and err.count("\n") == 1
         assert not (tmp_path / "out.safetensors").exists()
 
     def test_cli_refuses_a_wrong_destination_suffix(self, nets_ema_path, tmp_path, capsys):

@@ -114,6 +114,15 @@ class CycleReport:
     pose_deg: torch.Tensor
     recoded: FlameCodes
 
+    @classmethod
+    def cat(cls, reports: "list[CycleReport]") -> "CycleReport":
+        return cls(
+            torch.cat([r.shape_mm for r in reports]),
+            torch.cat([r.expression_mm for r in reports]),
+            torch.cat([r.pose_deg for r in reports]),
+            FlameCodes.cat([r.recoded for r in reports]),
+        )
+
     def summary(self) -> str:
         return (
             f"cycle error: shape {self.shape_mm.mean():.2f} mm, expression {self.expression_mm.mean():.2f} mm, "

@@ -1,0 +1,52 @@
+"""PASL Face Align: detect, pick and align one face per frame; keep what is needed to paste back."""
+
+from __future__ import annotations
+
+from comfy_api.v0_0_2 import io
+
+from ..pasl.align import BACKENDS, FaceAlignment, TemporalSmoother, align_faces
+from .host import Progress, chunks, detector, to_comfy_image
+
+FRAMES_PER_STEP = 16
+
+
+class PASLFaceAlign(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PASLFaceAlign",
+            display_name="PASL Face Align",
+            category="PASL",
+            description="Finds a face in every frame (68 landmarks) and cuts PASL's aligned 256x256 crop. "
+            "Frames without a face are flagged and later passed through unchanged.",
+            inputs=[
+                io.Image.Input("images", tooltip="A photo or video frames (any size; grey and RGBA are fine)."),
+                io.Combo.Input("backend", options=list(BACKENDS), default="auto",
+                               tooltip="auto = FAN if its weights are in models/pasl/face_alignment, else dlib (offline)."),
+                io.Combo.Input("select", options=["largest", "central", "score"], default="largest",
+                               tooltip="Which face when there are several."),
+                io.Combo.Input("mode", options=["align", "resize"], default="align",
+                               tooltip="align = PASL's 5-point alignment; resize = the input is already a face crop."),
+                io.Float.Input("smoothing", default=0.0, min=0.0, max=10.0, step=0.1,
+                               tooltip="Temporal smoothing of video crops (0 = off, 1 = default). Removes jitter."),
+                io.Boolean.Input("lock_scale", default=False, tooltip="Keep the crop's scale fixed over a clip (no head-size wobble)."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="crops"),
+                io.Custom("PASL_ALIGN").Output(display_name="align"),
+                io.String.Output(display_name="report"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, images, backend, select, mode, smoothing, lock_scale) -> io.NodeOutput:
+        found = detector(backend)
+        smoother = TemporalSmoother(strength=smoothing, lock_scale=lock_scale) if (smoothing > 0 or lock_scale) else None
+        progress = Progress(images.shape[0])
+        parts = []
+        for part in chunks(images.shape[0], FRAMES_PER_STEP):
+            parts.append(align_faces(images[part], select=select, mode=mode, detector=found, smoother=smoother, allow_no_face=True))
+            progress.step(part.stop - part.start)
+        alignment = FaceAlignment.cat(parts).to("cpu")
+        alignment.require_faces()
+        return io.NodeOutput(to_comfy_image(alignment.crops), alignment, alignment.summary())

@@ -1,0 +1,60 @@
+"""PASL Reenact: the whole method in one node (align, recompose, render, generate, paste back)."""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.v0_0_2 import io
+
+from ..pasl.align import BACKENDS
+from ..pasl.csg.codes import RECOMPOSE_MODES
+from ..pasl.pipeline import ReenactOptions, Reenactor, RunSummary, frames_to_chunks
+from .host import Progress, detector, images_to_bchw, to_comfy_image
+
+FRAMES_PER_STEP = 8
+
+
+class PASLReenact(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PASLReenact",
+            display_name="PASL Reenact",
+            category="PASL",
+            description="Renders the source person with the driving face's head pose and expression (large poses "
+            "included), pasted back into the driving frames. Frames without a face pass through unchanged.",
+            inputs=[
+                io.Custom("PASL_MODEL").Input("models"),
+                io.Image.Input("source", tooltip="A photo of the source person (identity); the first image is used."),
+                io.Image.Input("driving", tooltip="A driving photo or video frames (pose and expression)."),
+                io.Combo.Input("mode", options=list(RECOMPOSE_MODES), default="recompose",
+                               tooltip="recompose = the paper (source face shape); reference = the official demo."),
+                io.Combo.Input("backend", options=list(BACKENDS), default="auto", tooltip="Face detector."),
+                io.Float.Input("smoothing", default=1.0, min=0.0, max=10.0, step=0.1, tooltip="Video crop smoothing (0 = off)."),
+                io.Boolean.Input("lock_scale", default=False, tooltip="Fix the video crop's scale (no head-size wobble)."),
+                io.Boolean.Input("paste_back", default=True, tooltip="Blend into the driving frames; off = 256x256 faces."),
+                io.Float.Input("color_match", default=0.0, min=0.0, max=1.0, step=0.05),
+                io.Boolean.Input("source_is_crop", default=False, tooltip="The source is already an aligned 256 face crop."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="image"),
+                io.Image.Output(display_name="faces"),
+                io.Mask.Output(display_name="mask"),
+                io.String.Output(display_name="report"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, models, source, driving, mode, backend, smoothing, lock_scale, paste_back, color_match, source_is_crop) -> io.NodeOutput:
+        options = ReenactOptions(mode=mode, smoothing=smoothing, lock_scale=lock_scale, paste_back=paste_back,
+                                 color_match=color_match, source_alignment="resize" if source_is_crop else "align")
+        reenactor = Reenactor(models.load(), detector(backend), options)
+        face = reenactor.encode_source(images_to_bchw(source[:1], torch.device("cpu"), torch.float32))
+        progress = Progress(driving.shape[0])
+        summary = RunSummary()
+        frames = images_to_bchw(driving, torch.device("cpu"), torch.float32)
+        images, faces, masks = [], [], []
+        for chunk in reenactor.reenact_stream(face, frames_to_chunks(frames, FRAMES_PER_STEP), summary=summary, progress=progress.to):
+            faces.append(to_comfy_image(chunk.faces))
+            images.append(to_comfy_image(chunk.frames) if paste_back else faces[-1])
+            masks.append(chunk.masks[:, 0] if paste_back else torch.ones(chunk.faces.shape[0], 256, 256))
+        return io.NodeOutput(torch.cat(images), torch.cat(faces), torch.cat(masks), summary.text())
