@@ -1,0 +1,299 @@
+"""Face detection, 68 landmarks and PASL's aligned 256x256 crops, for photos and video.
+
+Typical use::
+
+    from pasl.align import align_faces, make_detector
+    detector = make_detector("auto")                # FAN if its weights are found, else dlib
+    result = align_faces(frames, detector=detector) # frames: (B, H, W, 3) uint8 / float, list, ...
+    result.crops            # (B, 3, 256, 256) in [0, 1], what the style encoder / CSG take
+    result.frame_from_crop  # (B, 3, 3), to paste results back into the frames
+    print(result.summary())
+
+For a long video, keep one :class:`TemporalSmoother` and feed chunks::
+
+    smoother = TemporalSmoother(strength=1.0, fps=25, lock_scale=True)
+    for chunk in chunks:
+        part = align_faces(chunk, detector=detector, smoother=smoother, require_face=False)
+
+Conventions: see :mod:`pasl.align.types` (OpenCV pixel coordinates; affines named
+``crop_from_frame`` / ``frame_from_crop``; ``crop_from_frame[:2]`` is the ``M`` of
+``cv2.warpAffine``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .crop import (
+    ALIGN_MODES,
+    CROP_SIZE,
+    PASL_TEMPLATE_256,
+    alignment_transform,
+    estimate_similarity,
+    five_points,
+    invert_affine,
+    letterbox_transform,
+    resize_transform,
+    transform_points,
+    warp_affine,
+    warp_affine_cv2,
+)
+from .detect import BACKENDS, SELECT_RULES, Detector, DlibDetector, FanDetector, make_detector, select_face
+from .images import frame_sizes, read_image, read_video, to_frames, to_uint8_hwc
+from .smooth import TemporalSmoother
+from .types import AlignedFace, BackendUnavailableError, Face, FaceAlignment, NoFaceError
+
+__all__ = [
+    "ALIGN_MODES", "BACKENDS", "CROP_SIZE", "PASL_TEMPLATE_256", "SELECT_RULES", "WARPS",
+    "AlignedFace", "BackendUnavailableError", "Detector", "DlibDetector", "Face", "FaceAlignment", "FanDetector",
+    "NoFaceError", "TemporalSmoother",
+    "align_faces", "alignment_transform", "bench_rows", "estimate_similarity", "five_points", "invert_affine",
+    "letterbox_transform", "make_detector", "read_image", "read_video", "resize_transform", "select_face",
+    "to_frames", "transform_points", "warp_affine", "warp_affine_cv2",
+]
+
+log = logging.getLogger(__name__)
+
+WARPS = ("torch", "cv2")
+WARP_CHUNK = 16
+"""Frames stacked per ``grid_sample`` call (bounds the copy of the source frames)."""
+
+
+def _detect(frames: list[torch.Tensor], detector: Detector, select: str | int):
+    """Per frame: chosen landmarks (NaN if none), score, face count, has_face."""
+    count = len(frames)
+    landmarks = torch.full((count, 68, 2), float("nan"), dtype=torch.float32)
+    scores = torch.full((count,), float("nan"), dtype=torch.float32)
+    counts = torch.zeros(count, dtype=torch.int64)
+    for i, frame in enumerate(frames):
+        faces = detector.detect(to_uint8_hwc(frame))
+        counts[i] = len(faces)
+        chosen = select_face(faces, select, (int(frame.shape[-2]), int(frame.shape[-1])))
+        if chosen is None:
+            if faces:
+                log.info("frame %d: %d faces but none matches select=%r", i, len(faces), select)
+            continue
+        landmarks[i] = faces[chosen].landmarks
+        scores[i] = faces[chosen].score
+    return landmarks, scores, counts, ~torch.isnan(landmarks[:, 0, 0])
+
+
+def _to_device(matrix: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Move float64 transforms to ``device`` (float32 on MPS, which has no float64)."""
+    return matrix.to(torch.float32).to(device) if device.type == "mps" else matrix.to(device)
+
+
+def _resize(frame: torch.Tensor, warp: str) -> torch.Tensor:
+    """``cv2.resize(frame, (256, 256))`` INTER_LINEAR (edges replicated, no antialiasing), as the official demos."""
+    if warp == "cv2":
+        import cv2
+
+        out = cv2.resize(to_uint8_hwc(frame), (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_LINEAR)
+        return torch.from_numpy(out).permute(2, 0, 1).to(device=frame.device, dtype=torch.float32) / 255.0
+    resized = torch.nn.functional.interpolate(frame[None].float(), size=(CROP_SIZE, CROP_SIZE), mode="bilinear", align_corners=False)
+    return resized[0].clamp(0.0, 1.0)
+
+
+def _warp(frames: list[torch.Tensor], crop_from_frame: torch.Tensor, warp: str, mode: str = "align") -> torch.Tensor:
+    """Crops ``(B, 3, 256, 256)`` float32 of each frame by its ``crop_from_frame``."""
+    device = frames[0].device
+    crops = torch.empty(len(frames), 3, CROP_SIZE, CROP_SIZE, dtype=torch.float32, device=device)
+    if mode == "resize":
+        for i, frame in enumerate(frames):
+            crops[i] = _resize(frame, warp)
+        return crops
+    if warp == "cv2":
+        for i, frame in enumerate(frames):
+            out = warp_affine_cv2(to_uint8_hwc(frame), crop_from_frame[i])
+            crops[i] = torch.from_numpy(out).permute(2, 0, 1).to(device=device, dtype=torch.float32) / 255.0
+        return crops
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, frame in enumerate(frames):
+        groups.setdefault(tuple(frame.shape[-2:]), []).append(i)
+    for indices in groups.values():
+        for start in range(0, len(indices), WARP_CHUNK):
+            part = indices[start : start + WARP_CHUNK]
+            batch = torch.stack([frames[i] for i in part]).float()
+            crops[part] = warp_affine(batch, _to_device(crop_from_frame[part], device)).clamp(0.0, 1.0)
+    return crops
+
+
+def align_faces(
+    images: Any,
+    backend: str = "auto",
+    select: str | int = "largest",
+    mode: str = "align",
+    smoothing: float = 0.0,
+    lock_scale: bool | float = False,
+    detector: Detector | None = None,
+    *,
+    smoother: TemporalSmoother | None = None,
+    fps: float = 25.0,
+    weights_dir=None,
+    warp: str = "torch",
+    require_face: bool = True,
+) -> FaceAlignment:
+    """Detect one face per frame and cut PASL's aligned 256x256 crop around it.
+
+    Args:
+        images: frames in any layout :func:`pasl.align.images.to_frames` accepts (numpy /
+            torch, HWC / BHWC / CHW / BCHW, grey / RGB / RGBA, uint8 / float in [0, 1],
+            PIL, or a list of those with different sizes).
+        backend: ``"auto"``, ``"fan"``, ``"dlib"``, ``"dlib-hog"``, or ``"none"`` (no
+            detection; only with ``mode="resize"``). Ignored when ``detector`` is given.
+        select: ``"largest"``, ``"central"``, ``"score"`` (official: the detector's first)
+            or an int (i-th face from the image-left); see :func:`select_face`.
+        mode: ``"align"``: the official 5-point similarity to the ArcFace template
+            (``get_arcface``). ``"resize"``: the whole frame stretched to 256x256
+            (``cv2.resize`` INTER_LINEAR, what the official demos do to source images that
+            are already face crops; no antialiasing, so shrink large images first);
+            landmarks are still reported when a backend runs, smoothing is not applied,
+            and a batch without faces is not an error.
+        smoothing: temporal smoothing strength for video (0 = off, 1 = default); the
+            frames must be consecutive. Ignored when ``smoother`` is given.
+        lock_scale: fix the crop scale over the clip (``True``: median; or a value).
+        detector: a reusable detector from :func:`make_detector` (models loaded once).
+        smoother: a :class:`TemporalSmoother` carried across chunks of one video.
+        fps: frame rate for ``smoothing`` (cutoffs are in Hz).
+        weights_dir: extra folder(s) for the FAN weights when ``detector`` is None.
+        warp: ``"torch"`` (``grid_sample``, batched, on the input's device) or ``"cv2"``
+            (``cv2.warpAffine`` on uint8, bit-exact with the official crop).
+        require_face: raise :class:`NoFaceError` when no frame has a face (``align``
+            mode). Pass False for the chunks of a stream, where a chunk after a cut may
+            legitimately have none; decide over the whole clip instead.
+
+    Returns:
+        :class:`FaceAlignment`, tensors on the input's device.
+
+    Raises:
+        NoFaceError: ``mode="align"``, ``require_face`` and no frame has a face.
+        ValueError / TypeError: bad images or options (an empty batch included).
+        MissingWeightError / BackendUnavailableError: the backend cannot run here.
+    """
+    if mode not in ALIGN_MODES:
+        raise ValueError(f"mode must be one of {ALIGN_MODES}, got {mode!r}")
+    if warp not in WARPS:
+        raise ValueError(f"warp must be one of {WARPS}, got {warp!r}")
+    if detector is None and backend not in BACKENDS + ("none",):
+        raise ValueError(f"backend must be one of {BACKENDS + ('none',)}, got {backend!r}")
+    if detector is None and backend == "none" and mode == "align":
+        raise ValueError("mode='align' needs landmarks: choose a backend other than 'none', or use mode='resize'")
+    if isinstance(select, str) and select not in SELECT_RULES:
+        raise ValueError(f"select must be one of {SELECT_RULES} or an int, got {select!r}")
+    frames = to_frames(images)
+    count = len(frames)
+    sizes = frame_sizes(frames)
+
+    if detector is None and backend != "none":
+        detector = make_detector(backend, weights_dir)
+    if detector is not None:
+        landmarks, scores, counts, has_face = _detect(frames, detector, select)
+        backend_name = detector.name
+    else:
+        landmarks = torch.full((count, 68, 2), float("nan"))
+        scores = torch.full((count,), float("nan"))
+        counts = torch.full((count,), -1, dtype=torch.int64)
+        has_face = torch.zeros(count, dtype=torch.bool)
+        backend_name = ""
+
+    crop_from_frame = torch.stack([
+        (letterbox_transform if mode == "align" else resize_transform)(int(h), int(w)) for h, w in sizes.tolist()
+    ])
+    if mode == "align":
+        if require_face and not bool(has_face.any()):
+            raise NoFaceError(
+                f"no face was found in any of the {count} frame{'s' if count > 1 else ''} "
+                f"(backend {backend_name!r}, select={select!r}). Check that the image shows a human face not "
+                "much smaller than ~40 px; the 'dlib' (CNN) backend finds more large-pose faces than 'dlib-hog'; "
+                "for inputs that are already face crops use mode='resize'."
+            )
+        if smoother is None and (smoothing > 0 or lock_scale is not False):
+            smoother = TemporalSmoother(strength=smoothing, fps=fps, lock_scale=lock_scale)
+        if smoother is not None:
+            landmarks, smoothed = smoother(landmarks, has_face)  # also advances its clock over faceless chunks
+            crop_from_frame[has_face] = smoothed[has_face].to(crop_from_frame.dtype)
+        else:
+            crop_from_frame[has_face] = alignment_transform(landmarks[has_face]).to(crop_from_frame.dtype)
+
+    crops = _warp(frames, crop_from_frame, warp, mode)
+    device = frames[0].device
+    result = FaceAlignment(
+        crops=crops,
+        crop_from_frame=_to_device(crop_from_frame, device),
+        frame_from_crop=_to_device(invert_affine(crop_from_frame), device),
+        landmarks=landmarks.to(device),
+        landmarks_crop=transform_points(crop_from_frame, landmarks).to(device),
+        scores=scores.to(device),
+        face_counts=counts.to(device),
+        has_face=has_face.to(device),
+        frame_sizes=sizes.to(device),
+        mode=mode,
+        backend=backend_name,
+    )
+    if result.faceless_frames:
+        log.warning("%s", result.summary())
+    else:
+        log.info("%s", result.summary())
+    return result
+
+
+def bench_rows(frames: Any, backends: tuple[str, ...] = ("dlib-hog", "dlib", "fan"), repeat: int = 1,
+               weights_dir=None, **options) -> list[dict]:
+    """Milliseconds per frame of detection + landmarks per backend, and of the crop warp.
+
+    Args:
+        frames: a video path (every frame read, so pass a short clip) or frames in any
+            layout :func:`align_faces` accepts.
+        backends: detector names; one that cannot run here gives a row with ``skipped``.
+        repeat: timed passes over all frames (the median is reported), after the detector
+            is built (load time is reported separately).
+        options: passed to :func:`make_detector` (e.g. ``max_side``, ``device``).
+
+    Returns:
+        Rows ``{"stage", "backend", "frames", "size", "ms_per_frame", "load_s", "faces_found"}``;
+        the warp rows have stage ``"crop"`` and backend ``"torch"`` / ``"cv2"``.
+    """
+    if isinstance(frames, (str, Path)):
+        frames = read_video(frames)
+    frame_list = to_frames(frames)
+    images = [to_uint8_hwc(f) for f in frame_list]
+    size = f"{images[0].shape[1]}x{images[0].shape[0]}"
+    rows: list[dict] = []
+    found_faces: list[Face] = []
+    for name in backends:
+        try:
+            start = time.perf_counter()
+            detector = make_detector(name, weights_dir, **options)
+            load_s = time.perf_counter() - start
+        except (BackendUnavailableError, FileNotFoundError) as err:
+            rows.append({"stage": "detect+landmarks", "backend": name, "skipped": str(err).split(". ")[0]})
+            continue
+        samples, found = [], 0
+        for _ in range(max(1, repeat)):
+            start = time.perf_counter()
+            results = [detector.detect(image) for image in images]
+            samples.append((time.perf_counter() - start) * 1000.0 / len(images))
+            found = sum(1 for faces in results if faces)
+            found_faces = found_faces or [faces[0] for faces in results if faces]
+        rows.append({"stage": "detect+landmarks", "backend": name, "frames": len(images), "size": size,
+                     "ms_per_frame": float(np.median(samples)), "load_s": load_s, "faces_found": found})
+    matrices = alignment_transform(torch.stack([f.landmarks for f in found_faces[:1]] * len(images))) if found_faces \
+        else torch.stack([letterbox_transform(*images[0].shape[:2])] * len(images))
+    for warp in WARPS:
+        try:
+            samples = []
+            for _ in range(max(1, repeat)):
+                start = time.perf_counter()
+                _warp(frame_list, matrices, warp)
+                samples.append((time.perf_counter() - start) * 1000.0 / len(images))
+        except ImportError as err:
+            rows.append({"stage": "crop", "backend": warp, "skipped": str(err)})
+            continue
+        rows.append({"stage": "crop", "backend": warp, "frames": len(images), "size": size, "ms_per_frame": float(np.median(samples))})
+    return rows

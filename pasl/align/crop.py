@@ -1,0 +1,362 @@
+"""PASL's aligned face crop: a 5-point similarity to the ArcFace template, warped to 256x256.
+
+The official demos (``Instant.get_arcface``, see ``pasl-reference.md`` §1.3) take five
+points from the 68 landmarks (the two eye centres as the mean of the eye corners, the nose
+tip, the two mouth corners), fit the least-squares similarity that maps them onto a fixed
+template (scikit-image ``SimilarityTransform.estimate``, i.e. Umeyama without reflection)
+and call ``cv2.warpAffine(frame, M, (256, 256), borderValue=0)``: bilinear, black outside.
+
+Here: :func:`estimate_similarity` (own closed form, float64), :func:`alignment_transform`
+(landmarks -> ``crop_from_frame``), :func:`warp_affine` (batched ``grid_sample``, any
+device, float) and :func:`warp_affine_cv2` (OpenCV, uint8, bit-exact with the official
+call), plus the affines of the "just resize" and "letterbox" fallbacks.
+
+Convention: OpenCV pixel coordinates ``(x, y)``, x right, y down, centre of the top-left
+pixel at ``(0, 0)``. Affines are ``(..., 3, 3)`` homogeneous matrices on column vectors
+``[x, y, 1]``, named ``dst_from_src``; ``crop_from_frame[:2]`` is the ``M`` OpenCV takes.
+Transforms are float64 (float32 on MPS, which has no float64).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .types import NUM_LANDMARKS
+
+CROP_SIZE = 256
+"""Side of the aligned crop (``cv2.warpAffine(..., (256, 256))`` in ``get_arcface``)."""
+
+ARCFACE_TEMPLATE_96x112 = (
+    (30.2946, 51.6963),
+    (65.5318, 51.5014),
+    (48.0252, 71.7366),
+    (33.5493, 92.3655),
+    (62.7299, 92.2041),
+)
+"""The ArcFace/insightface 5-point template for 96x112 crops (left eye, right eye, nose tip,
+left and right mouth corner, in image-left to image-right order), as written in
+``Instant.get_arcface``."""
+PASL_TEMPLATE_SCALE = 2.0
+PASL_TEMPLATE_SHIFT_X = 31.9721
+"""``get_arcface`` scales the 96x112 template by 2 and shifts x by this (float32 arithmetic),
+which centres it in 256x256: ``(256 - 2 * 96) / 2 = 32`` up to the constant's rounding."""
+PASL_TEMPLATE_256 = (
+    np.asarray(ARCFACE_TEMPLATE_96x112, dtype=np.float32) * np.float32(PASL_TEMPLATE_SCALE)
+    + np.asarray([PASL_TEMPLATE_SHIFT_X, 0.0], dtype=np.float32)
+)
+"""``(5, 2)`` float32 destination points of the official similarity:
+``[[92.561295, 103.3926], [163.0357, 103.0028], [128.02249, 143.4732], [99.0707, 184.731],
+[157.4319, 184.4082]]``."""
+PASL_TEMPLATE_256.setflags(write=False)
+
+FIVE_POINT_GROUPS = ((36, 39), (42, 45), (30,), (48,), (54,))
+"""68-point indices averaged into each of the 5 template points (``get_arcface``): the outer
+and inner corner of the image-left eye, of the image-right eye, the nose tip, the two mouth
+corners. (The eye centre is the mean of the two corners, not of all six eye points.)"""
+
+ALIGN_MODES = ("align", "resize")
+
+
+def _precise_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _check_landmarks(landmarks68: torch.Tensor) -> None:
+    if not torch.is_tensor(landmarks68):
+        raise TypeError(f"landmarks68 must be a torch.Tensor, got {type(landmarks68).__name__}")
+    if landmarks68.ndim != 3 or tuple(landmarks68.shape[1:]) != (NUM_LANDMARKS, 2):
+        raise ValueError(f"landmarks68 must have shape (B, {NUM_LANDMARKS}, 2) in pixels (x, y), got {tuple(landmarks68.shape)}")
+
+
+def _check_affine(name: str, matrix: torch.Tensor) -> None:
+    if not torch.is_tensor(matrix):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(matrix).__name__}")
+    if matrix.ndim < 2 or tuple(matrix.shape[-2:]) != (3, 3):
+        raise ValueError(f"{name} must have shape (..., 3, 3), got {tuple(matrix.shape)}")
+
+
+def five_points(landmarks68: torch.Tensor) -> torch.Tensor:
+    """The 5 alignment points of ``get_arcface`` from 68 landmarks.
+
+    Args:
+        landmarks68: ``(B, 68, 2)`` pixels ``(x, y)``.
+
+    Returns:
+        ``(B, 5, 2)`` in float32 (the official ``landmark5`` is a float32 array):
+        image-left eye centre, image-right eye centre, nose tip, image-left and
+        image-right mouth corner.
+
+    Example:
+        >>> lm = torch.zeros(1, 68, 2); lm[0, 36] = 10.0; lm[0, 39] = 20.0
+        >>> five_points(lm)[0, 0].tolist()
+        [15.0, 15.0]
+    """
+    _check_landmarks(landmarks68)
+    points = landmarks68.float()
+    return torch.stack([points[:, list(group)].mean(dim=1) for group in FIVE_POINT_GROUPS], dim=1)
+
+
+def estimate_similarity(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """Least-squares similarity (rotation, uniform scale, translation) taking ``src`` to ``dst``.
+
+    Minimises ``sum_k |dst_k - (s R(theta) src_k + t)|^2`` over ``s >= 0``, ``theta``, ``t``
+    (Umeyama 1991 with scaling, the estimator behind scikit-image's
+    ``SimilarityTransform.estimate``). In 2-D the optimum has a closed form: with centred
+    points written as complex numbers ``p = src - mean``, ``q = dst - mean``,
+    ``s e^{i theta} = sum(conj(p) q) / sum(|p|^2)``.
+
+    Args:
+        src: ``(B, N, 2)`` points, N >= 2, not all equal within a batch item.
+        dst: ``(B, N, 2)`` or ``(N, 2)`` (broadcast over the batch).
+
+    Returns:
+        ``(B, 3, 3)`` ``dst_from_src`` in float64 (float32 on MPS), on ``src``'s device.
+
+    Raises:
+        ValueError: bad shapes, non-finite points, or all source points coincide.
+
+    Example:
+        >>> src = torch.tensor([[[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]]])
+        >>> (estimate_similarity(src, 3 * src + 1)[0].round(decimals=9) + 0.0).tolist()
+        [[3.0, 0.0, 1.0], [0.0, 3.0, 1.0], [0.0, 0.0, 1.0]]
+    """
+    if not torch.is_tensor(src) or not torch.is_tensor(dst):
+        raise TypeError(f"src and dst must be torch tensors, got {type(src).__name__} and {type(dst).__name__}")
+    if dst.ndim == 2:
+        dst = dst.expand(src.shape[0], *dst.shape) if src.ndim == 3 else dst
+    if src.ndim != 3 or src.shape[-1] != 2 or src.shape[1] < 2 or tuple(dst.shape) != tuple(src.shape):
+        raise ValueError(f"src and dst must both have shape (B, N >= 2, 2), got {tuple(src.shape)} and {tuple(dst.shape)}")
+    dtype = _precise_dtype(src.device)
+    src, dst = src.to(dtype), dst.to(device=src.device, dtype=dtype)
+    if not bool(torch.isfinite(src).all() and torch.isfinite(dst).all()):
+        raise ValueError("estimate_similarity: points contain NaN or infinity")
+    src_mean, dst_mean = src.mean(dim=1, keepdim=True), dst.mean(dim=1, keepdim=True)
+    p, q = src - src_mean, dst - dst_mean
+    norm = (p * p).sum(dim=(1, 2))  # (B,)
+    if bool((norm <= 0).any()):
+        raise ValueError("estimate_similarity: all source points coincide, the similarity is undefined")
+    # conj(p) q = (px - i py)(qx + i qy) = (px qx + py qy) + i (px qy - py qx)
+    a = (p[..., 0] * q[..., 0] + p[..., 1] * q[..., 1]).sum(dim=1) / norm  # s cos(theta)
+    b = (p[..., 0] * q[..., 1] - p[..., 1] * q[..., 0]).sum(dim=1) / norm  # s sin(theta)
+    linear = torch.stack([torch.stack([a, -b], dim=-1), torch.stack([b, a], dim=-1)], dim=-2)  # (B, 2, 2)
+    shift = dst_mean[:, 0] - (linear @ src_mean[:, 0, :, None])[..., 0]  # (B, 2)
+    out = torch.zeros(src.shape[0], 3, 3, dtype=dtype, device=src.device)
+    out[:, :2, :2] = linear
+    out[:, :2, 2] = shift
+    out[:, 2, 2] = 1.0
+    return out
+
+
+def alignment_transform(landmarks68: torch.Tensor, template: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+    """``crop_from_frame`` of the official aligned crop, from 68 landmarks.
+
+    Args:
+        landmarks68: ``(B, 68, 2)`` frame pixels, all finite.
+        template: ``(5, 2)`` destination points in crop pixels; default
+            :data:`PASL_TEMPLATE_256`.
+
+    Returns:
+        ``(B, 3, 3)`` float64 ``crop_from_frame``; ``[:, :2]`` is the official ``M``.
+    """
+    _check_landmarks(landmarks68)
+    template = PASL_TEMPLATE_256 if template is None else template
+    dst = torch.tensor(np.asarray(template, dtype=np.float32), device=landmarks68.device)
+    if tuple(dst.shape) != (5, 2):
+        raise ValueError(f"template must have shape (5, 2), got {tuple(dst.shape)}")
+    return estimate_similarity(five_points(landmarks68), dst)
+
+
+def resize_transform(height: int, width: int, size: int = CROP_SIZE, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``crop_from_frame`` of ``cv2.resize(frame, (size, size))``: a stretch, pixel centres aligned.
+
+    ``x_crop = (x + 0.5) * size / W - 0.5`` (and the same for y with H).
+
+    Returns:
+        ``(3, 3)`` float64 (float32 on MPS).
+
+    Example:
+        >>> resize_transform(2, 4, size=8).tolist()
+        [[2.0, 0.0, 0.5], [0.0, 4.0, 1.5], [0.0, 0.0, 1.0]]
+    """
+    _check_size(height, width, size)
+    sx, sy = size / width, size / height
+    return torch.tensor(
+        [[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]],
+        dtype=_precise_dtype(torch.device(device)), device=device,
+    )
+
+
+def letterbox_transform(height: int, width: int, size: int = CROP_SIZE, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``crop_from_frame`` fitting the whole frame into ``size x size``, aspect kept, centred.
+
+    The frame's longer side spans the crop (edge to edge); the shorter one is centred
+    between black bars. Used for frames without a face.
+
+    Returns:
+        ``(3, 3)`` float64 (float32 on MPS).
+
+    Example:
+        >>> letterbox_transform(2, 4, size=8).tolist()
+        [[2.0, 0.0, 0.5], [0.0, 2.0, 2.5], [0.0, 0.0, 1.0]]
+    """
+    _check_size(height, width, size)
+    s = size / max(height, width)
+    # frame edges [-0.5, W - 0.5] map to [ox - 0.5, ox - 0.5 + s W], centred in [-0.5, size - 0.5]
+    ox = 0.5 * s - 0.5 + (size - s * width) / 2
+    oy = 0.5 * s - 0.5 + (size - s * height) / 2
+    return torch.tensor([[s, 0.0, ox], [0.0, s, oy], [0.0, 0.0, 1.0]], dtype=_precise_dtype(torch.device(device)), device=device)
+
+
+def _check_size(height: int, width: int, size: int) -> None:
+    if height < 1 or width < 1 or size < 1:
+        raise ValueError(f"sizes must be positive, got height={height}, width={width}, size={size}")
+
+
+def invert_affine(matrix: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``(..., 3, 3)`` affines (last row ``[0, 0, 1]``), e.g. ``frame_from_crop``.
+
+    Example:
+        >>> (invert_affine(torch.tensor([[2.0, 0.0, 4.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]])) + 0.0).tolist()
+        [[0.5, 0.0, -2.0], [0.0, 0.5, 0.0], [0.0, 0.0, 1.0]]
+    """
+    _check_affine("matrix", matrix)
+    linear = matrix[..., :2, :2]
+    a, b, c, d = linear[..., 0, 0], linear[..., 0, 1], linear[..., 1, 0], linear[..., 1, 1]
+    det = a * d - b * c
+    if bool((det == 0).any()):
+        raise ValueError("invert_affine: a matrix is singular")
+    inv_linear = torch.stack([torch.stack([d, -b], dim=-1), torch.stack([-c, a], dim=-1)], dim=-2) / det[..., None, None]
+    inv_shift = -(inv_linear @ matrix[..., :2, 2:3])
+    out = torch.zeros_like(matrix)
+    out[..., :2, :2] = inv_linear
+    out[..., :2, 2:3] = inv_shift
+    out[..., 2, 2] = 1.0
+    return out
+
+
+def transform_points(matrix: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Apply ``(B, 3, 3)`` affines to ``(B, N, 2)`` points; NaN points stay NaN. Returns ``points``' dtype.
+
+    Example:
+        >>> m = torch.tensor([[[2.0, 0.0, 1.0], [0.0, 2.0, -1.0], [0.0, 0.0, 1.0]]])
+        >>> transform_points(m, torch.tensor([[[1.0, 1.0]]])).tolist()
+        [[[3.0, 1.0]]]
+    """
+    _check_affine("matrix", matrix)
+    if points.ndim != 3 or points.shape[-1] != 2 or matrix.ndim != 3 or matrix.shape[0] != points.shape[0]:
+        raise ValueError(f"need matrix (B, 3, 3) and points (B, N, 2), got {tuple(matrix.shape)} and {tuple(points.shape)}")
+    m = matrix.to(device=points.device, dtype=_precise_dtype(points.device))
+    p = points.to(m.dtype)
+    out = p @ m[:, :2, :2].transpose(1, 2) + m[:, None, :2, 2]
+    return out.to(points.dtype)
+
+
+def similarity_parameters(crop_from_frame: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, 3)`` similarity -> ``(B, 4)`` ``[log s, theta, cx, cy]``.
+
+    ``s`` is the crop-pixels-per-frame-pixel scale, ``theta`` the rotation in radians
+    (positive turns the x axis towards +y, i.e. clockwise on screen), and
+    ``(cx, cy)`` the frame pixel that lands on the crop centre ``((size-1)/2, (size-1)/2)``
+    for ``size = 256``. :func:`similarity_from_parameters` is the inverse. The parameters
+    are what temporal smoothing filters: they vary smoothly when the face moves.
+    """
+    _check_affine("crop_from_frame", crop_from_frame)
+    a, b = crop_from_frame[..., 0, 0], crop_from_frame[..., 1, 0]
+    log_s = 0.5 * torch.log(a * a + b * b)
+    theta = torch.atan2(b, a)
+    centre = torch.full((*crop_from_frame.shape[:-2], 2), (CROP_SIZE - 1) / 2.0, dtype=crop_from_frame.dtype, device=crop_from_frame.device)
+    frame_from_crop = invert_affine(crop_from_frame)
+    c = (frame_from_crop[..., :2, :2] @ centre[..., None])[..., 0] + frame_from_crop[..., :2, 2]
+    return torch.stack([log_s, theta, c[..., 0], c[..., 1]], dim=-1)
+
+
+def similarity_from_parameters(params: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`similarity_parameters`: ``(B, 4)`` -> ``(B, 3, 3)`` ``crop_from_frame``."""
+    if params.shape[-1] != 4:
+        raise ValueError(f"params must have shape (..., 4) as [log s, theta, cx, cy], got {tuple(params.shape)}")
+    s = torch.exp(params[..., 0])
+    a, b = s * torch.cos(params[..., 1]), s * torch.sin(params[..., 1])
+    half = (CROP_SIZE - 1) / 2.0
+    cx, cy = params[..., 2], params[..., 3]
+    tx = half - (a * cx - b * cy)
+    ty = half - (b * cx + a * cy)
+    zero, one = torch.zeros_like(a), torch.ones_like(a)
+    rows = [torch.stack([a, -b, tx], -1), torch.stack([b, a, ty], -1), torch.stack([zero, zero, one], -1)]
+    return torch.stack(rows, dim=-2)
+
+
+def warp_affine(frames: torch.Tensor, crop_from_frame: torch.Tensor, size: int = CROP_SIZE) -> torch.Tensor:
+    """Warp frames into ``size x size`` crops: bilinear, zero (black) outside the frame.
+
+    Output pixel ``(u, v)`` samples the frame at ``frame_from_crop @ [u, v, 1]``, as
+    ``cv2.warpAffine(frame, crop_from_frame[:2], (size, size), flags=INTER_LINEAR,
+    borderValue=0)`` does; OpenCV quantises sample positions to 1/32 pixel and weights to
+    1/1024, so the two agree within one uint8 level on almost every pixel, not bit for bit
+    (use :func:`warp_affine_cv2` for that). No antialiasing: like the official call, a
+    face much larger than the crop aliases.
+
+    Args:
+        frames: ``(B, C, H, W)`` floating point.
+        crop_from_frame: ``(B, 3, 3)`` (or ``(3, 3)``, shared).
+        size: output side in pixels.
+
+    Returns:
+        ``(B, C, size, size)`` in ``frames``' dtype and device.
+
+    Example:
+        >>> frame = torch.arange(16.0).reshape(1, 1, 4, 4)
+        >>> shift = torch.tensor([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        >>> warp_affine(frame, shift, size=3)[0, 0].tolist()
+        [[1.0, 2.0, 3.0], [5.0, 6.0, 7.0], [9.0, 10.0, 11.0]]
+    """
+    if not torch.is_tensor(frames) or not frames.is_floating_point() or frames.ndim != 4:
+        got = tuple(frames.shape) if torch.is_tensor(frames) else type(frames).__name__
+        raise ValueError(f"frames must be a floating-point (B, C, H, W) tensor, got {got}")
+    _check_affine("crop_from_frame", crop_from_frame)
+    batch, _, height, width = frames.shape
+    if crop_from_frame.ndim == 2:
+        crop_from_frame = crop_from_frame.expand(batch, 3, 3)
+    if crop_from_frame.ndim != 3 or crop_from_frame.shape[0] != batch:
+        raise ValueError(f"crop_from_frame must have shape ({batch}, 3, 3), got {tuple(crop_from_frame.shape)}")
+    precise = _precise_dtype(frames.device)
+    frame_from_crop = invert_affine(crop_from_frame.to(device=frames.device, dtype=precise))
+    # crop pixel centres -> frame pixels -> grid_sample's [-1, 1] (align_corners=False: -1 is the left edge)
+    coords = torch.arange(size, device=frames.device, dtype=precise)
+    v, u = torch.meshgrid(coords, coords, indexing="ij")
+    crop_pts = torch.stack([u, v, torch.ones_like(u)], dim=-1).reshape(1, -1, 3)  # (1, size*size, 3)
+    frame_pts = crop_pts @ frame_from_crop[:, :2].transpose(1, 2)  # (B, size*size, 2)
+    scale = torch.tensor([2.0 / width, 2.0 / height], device=frames.device, dtype=precise)
+    grid = ((frame_pts + 0.5) * scale - 1.0).reshape(batch, size, size, 2)
+    out = F.grid_sample(frames, grid.to(frames.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out
+
+
+def warp_affine_cv2(frame: np.ndarray, crop_from_frame: torch.Tensor | np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+    """``cv2.warpAffine(frame, crop_from_frame[:2], (size, size), borderValue=0)``, the official call.
+
+    Args:
+        frame: ``(H, W, C)`` numpy (uint8 for official parity).
+        crop_from_frame: ``(3, 3)`` or ``(2, 3)``.
+
+    Returns:
+        ``(size, size, C)`` numpy, ``frame``'s dtype.
+    """
+    import cv2
+
+    matrix = crop_from_frame.detach().cpu().numpy() if torch.is_tensor(crop_from_frame) else np.asarray(crop_from_frame)
+    if matrix.shape not in ((3, 3), (2, 3)):
+        raise ValueError(f"crop_from_frame must have shape (3, 3) or (2, 3), got {matrix.shape}")
+    if frame.ndim != 3:
+        raise ValueError(f"frame must have shape (H, W, C), got {frame.shape}")
+    return cv2.warpAffine(frame, matrix[:2].astype(np.float64), (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
+
+
+def crop_scale(crop_from_frame: torch.Tensor) -> torch.Tensor:
+    """Crop pixels per frame pixel of ``(..., 3, 3)`` similarities: ``sqrt(|det|)``."""
+    _check_affine("crop_from_frame", crop_from_frame)
+    linear = crop_from_frame[..., :2, :2]
+    det = linear[..., 0, 0] * linear[..., 1, 1] - linear[..., 0, 1] * linear[..., 1, 0]
+    return det.abs().sqrt()
+
