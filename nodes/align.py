@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
-from ..pasl.align import BACKENDS, FaceAlignment, TemporalSmoother, align_faces
+from ..pasl.align import BACKENDS, FaceAlignment, NoFaceError, TemporalSmoother, align_faces
 from .host import Progress, chunks, detector, to_comfy_image
 
 FRAMES_PER_STEP = 16
@@ -45,8 +45,10 @@ class PASLFaceAlign(io.ComfyNode):
         progress = Progress(images.shape[0])
         parts = []
         for part in chunks(images.shape[0], FRAMES_PER_STEP):
-            parts.append(align_faces(images[part], select=select, mode=mode, detector=found, smoother=smoother, allow_no_face=True))
+            parts.append(align_faces(images[part], select=select, mode=mode, detector=found, smoother=smoother, require_face=False))
             progress.step(part.stop - part.start)
         alignment = FaceAlignment.cat(parts).to("cpu")
-        alignment.require_faces()
+        if mode == "align" and not bool(alignment.has_face.any()):
+            raise NoFaceError(f"PASL Face Align: no face in any of the {len(alignment)} images ({alignment.summary()}). "
+                              "Try backend 'dlib' (finds more large poses) or mode 'resize' for ready-made face crops.")
         return io.NodeOutput(to_comfy_image(alignment.crops), alignment, alignment.summary())

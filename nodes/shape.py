@@ -51,7 +51,7 @@ class PASLShapeRecompose(io.ComfyNode):
         source = encode(source_align, slice(0, 1))
         shapes, reports = [], []
         for part in chunks(len(driver_align), FRAMES_PER_STEP):
-            with torch.inference_mode(not refine_steps):
+            with torch.inference_mode():  # refine_codes switches gradients back on for itself
                 shape, report = recompose_shapes(loaded, source, encode(driver_align, part), mode, refine_steps, cycle_check)
             shapes.append(shape)
             reports += [report] if report is not None else []

@@ -17,15 +17,17 @@ def _has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def backends() -> dict[str, bool | str]:
+def backends(folders: list[Path] | None = None) -> dict[str, bool | str]:
     """Optional components and devices, as the user's environment has them."""
+    from .align.detect import fan_files_present
+
     return {
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else False,
         "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
         "opencv": _has_module("cv2"),
         "dlib (alignment backend 'dlib')": _has_module("dlib") and _has_module("face_recognition_models"),
-        "face-alignment (alignment backend 'fan')": _has_module("face_alignment"),
+        "FAN weights (alignment backend 'fan')": fan_files_present(folders),
         "pytorch3d (optional rasteriser)": _has_module("pytorch3d"),
     }
 
@@ -39,7 +41,7 @@ def diagnose(folders: list[str | Path] | None = None) -> dict:
         for item in CATALOG
         if item.required and not files[item.key]
     ]
-    return {"searched": [str(p) for p in searched], "found": files, "missing": missing, "backends": backends()}
+    return {"searched": [str(p) for p in searched], "found": files, "missing": missing, "backends": backends(searched)}
 
 
 def format_report(report: dict) -> str:

@@ -152,11 +152,8 @@ class Reenactor:
             shape = encode_shapes(models.shape_encoder, crop, alignment.landmarks_crop.to(models.device), alignment.has_face)
         return SourceFace(crop=crop, style=style, shape=shape, alignment=alignment)
 
-    def _align(self, frames: list[torch.Tensor], smoother: TemporalSmoother | None) -> FaceAlignment | None:
-        try:
-            return align_faces(frames, select=self.options.select, detector=self.detector, smoother=smoother)
-        except NoFaceError:
-            return None
+    def _align(self, frames: list[torch.Tensor], smoother: TemporalSmoother | None) -> FaceAlignment:
+        return align_faces(frames, select=self.options.select, detector=self.detector, smoother=smoother, require_face=False)
 
     def _generate(self, source: SourceFace, driver: ShapeCodes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, CycleReport | None]:
         models, options = self.models, self.options
@@ -173,36 +170,30 @@ class Reenactor:
         frame_list = to_frames(frames)
         count = len(frame_list)
         alignment = self._align(frame_list, smoother)
-        empty = torch.zeros(count, 3, 256, 256)
-        if alignment is None:
-            has_face = torch.zeros(count, dtype=torch.bool)
-            faces, depth, landmarks, report = empty, empty, empty, None
-            crops = None
-        else:
-            has_face = alignment.has_face.cpu()
-            crops = alignment.crops.cpu()
-            faces, depth, landmarks = crops.clone(), empty.clone(), empty.clone()
-            report = None
-            index = has_face.nonzero().flatten()
-            if index.numel():
-                models = self.models
-                with torch.inference_mode():
-                    driver = encode_shapes(
-                        models.shape_encoder, alignment.crops[index].to(models.device), alignment.landmarks_crop[index].to(models.device)
-                    )
-                    generated, maps_depth, maps_landmarks, report = self._generate(source, driver)
-                faces[index], depth[index], landmarks[index] = generated.cpu(), maps_depth.cpu(), maps_landmarks.cpu()
+        has_face = alignment.has_face.cpu()
+        faces = alignment.crops.cpu().clone()
+        depth, landmarks = torch.zeros(count, 3, 256, 256), torch.zeros(count, 3, 256, 256)
+        report = None
+        index = has_face.nonzero().flatten()
+        if index.numel():
+            models = self.models
+            with torch.inference_mode():  # refine_codes switches gradients back on for itself
+                driver = encode_shapes(
+                    models.shape_encoder, alignment.crops[index].to(models.device), alignment.landmarks_crop[index].to(models.device)
+                )
+                generated, maps_depth, maps_landmarks, report = self._generate(source, driver)
+            faces[index], depth[index], landmarks[index] = generated.cpu(), maps_depth.cpu(), maps_landmarks.cpu()
 
         composite = masks = None
         if self.options.paste_back:
             composite, masks = self._paste(frame_list, faces, alignment, has_face)
         return ReenactedChunk(faces, composite, masks, depth, landmarks, has_face, first_frame, report)
 
-    def _paste(self, frames: list[torch.Tensor], faces: torch.Tensor, alignment: FaceAlignment | None, has_face: torch.Tensor):
+    def _paste(self, frames: list[torch.Tensor], faces: torch.Tensor, alignment: FaceAlignment, has_face: torch.Tensor):
         if len({tuple(f.shape) for f in frames}) != 1:
             raise ValueError("paste-back needs driving frames of one size per chunk; reenact images of other sizes separately")
         batch = torch.stack(frames).float()
-        if alignment is None or not bool(has_face.any()):
+        if not bool(has_face.any()):
             return batch, torch.zeros(batch.shape[0], 1, *batch.shape[-2:])
         o = self.options
         with torch.inference_mode():
