@@ -55,7 +55,9 @@ def _pick(key: str, explicit: str | Path | None, folders: list[Path]) -> Path | 
 
 def _flame_files(model: str | Path | None, embedding: str | Path | None, folders: list[Path]) -> tuple[Path | None, Path | None]:
     if model is not None:
-        return Path(model), Path(embedding) if embedding else None
+        model = Path(model)
+        needs_embedding = model.suffix == ".pkl"
+        return model, _pick("landmark_embedding", embedding, folders) if needs_embedding else None
     candidates = find("flame", folders)
     converted = [p for p in candidates if p.suffix in (".npz", ".safetensors")]
     if converted:

@@ -16,12 +16,13 @@ import torch
 from PIL import Image
 
 from host_harness import PACK_NAME, REPO, ComfyServer, RunResult, load_json, pack_node_ids, require_host, ui_to_api
-from synthetic import aeg_inputs, write_nets_ema
+from pipeline_synthetic import weights_folder
+from synthetic import aeg_inputs
+from workflow_inputs import UPSCALER, write_face_inputs, write_upscaler
 
 pytestmark = pytest.mark.host
 
 API_WORKFLOW = Path(__file__).resolve().parent / "workflows" / "generate_from_maps_api.json"
-UI_WORKFLOW = REPO / "workflows" / "pasl_generate_from_maps.json"
 CHECKPOINT = "204000_nets_ema.ckpt"
 """The name of the official demo checkpoint: the example workflow selects it."""
 TRUNCATED = "truncated_nets_ema.ckpt"
@@ -29,8 +30,13 @@ TRUNCATED = "truncated_nets_ema.ckpt"
 INPUTS = ("source.png", "depth.png", "landmarks.png")
 CONTRACT = {
     "PASLLoadModels": ("PASL Load Models", ["PASL_MODEL"]),
+    "PASLFaceAlign": ("PASL Face Align", ["IMAGE", "PASL_ALIGN", "STRING"]),
     "PASLEncodeStyle": ("PASL Pose-Adapted Encode", ["PASL_STYLE"]),
+    "PASLShapeRecompose": ("PASL Shape Recompose", ["PASL_SHAPE", "STRING"]),
+    "PASLShapeRender": ("PASL Shape Render", ["IMAGE", "IMAGE"]),
     "PASLGenerate": ("PASL Generate", ["IMAGE"]),
+    "PASLPasteBack": ("PASL Paste Back", ["IMAGE", "MASK"]),
+    "PASLReenact": ("PASL Reenact", ["IMAGE", "IMAGE", "MASK", "STRING"]),
 }
 """node id -> (display name, output types) the workflows and users rely on."""
 LOADER, GENERATE, SAVE = "1", "6", "7"
@@ -62,13 +68,15 @@ def _write_png(array: torch.Tensor, path: Path) -> None:
 def host(tmp_path_factory) -> Host:
     require_host()
     base = tmp_path_factory.mktemp("comfy_base")
-    checkpoint = write_nets_ema(base / "models" / "pasl" / CHECKPOINT, seed=0)
-    with open(checkpoint, "rb") as whole, open(base / "models" / "pasl" / TRUNCATED, "wb") as cut:
+    weights_folder(base / "models" / "pasl")  # AEG (seed 0), DECA, FLAME, topology: official formats
+    write_upscaler(base / "models" / "upscale_models" / UPSCALER)
+    with open(base / "models" / "pasl" / CHECKPOINT, "rb") as whole, open(base / "models" / "pasl" / TRUNCATED, "wb") as cut:
         cut.write(whole.read(1 << 20))
     (base / "input").mkdir()
     maps = aeg_inputs(seed=7, batch=1)
     for name, key in zip(INPUTS, ("source", "depth", "landmarks")):
         _write_png(maps[key][0], base / "input" / name)
+    write_face_inputs(base / "input")
     server = ComfyServer(base)
     try:
         server.start()
@@ -243,13 +251,17 @@ class TestExecutionError:
         assert after.status == "success" and len(after.images) == 1
 
 
-# ----------------------------------------------------------------------------------------- UI twin
-class TestUIWorkflow:
-    def test_is_a_frontend_save_with_a_note(self):
-        workflow = load_json(UI_WORKFLOW)
+# ----------------------------------------------------------------------------------------- UI twins
+WORKFLOW_NAMES = sorted(p.name[: -len("_api.json")] for p in (Path(__file__).resolve().parent / "workflows").glob("*_api.json"))
+
+
+@pytest.mark.parametrize("name", WORKFLOW_NAMES)
+class TestUIWorkflows:
+    def test_is_a_frontend_save_with_a_note_and_a_thumbnail(self, name):
+        workflow = load_json(REPO / "workflows" / f"pasl_{name}.json")
         assert workflow["version"] == 0.4
         notes = [n for n in workflow["nodes"] if n["type"] == "Note"]
-        assert len(notes) == 1 and "models/pasl" in notes[0]["widgets_values"][0]
+        assert len(notes) == 1 and len(notes[0]["widgets_values"][0]) > 80
         ids = {n["id"] for n in workflow["nodes"]}
         assert workflow["last_node_id"] == max(ids)
         assert workflow["last_link_id"] == max(link[0] for link in workflow["links"])
@@ -258,9 +270,71 @@ class TestUIWorkflow:
             assert link_id in by_id[origin]["outputs"][origin_slot]["links"]
             target_input = by_id[target]["inputs"][target_slot]
             assert target_input["link"] == link_id and target_input["type"] == kind == by_id[origin]["outputs"][origin_slot]["type"]
+        with Image.open(REPO / "workflows" / f"pasl_{name}.jpg") as thumbnail:
+            assert thumbnail.size == (640, 360)
 
-    def test_converts_to_the_api_twin(self, host):
-        converted = ui_to_api(load_json(UI_WORKFLOW), host.object_info)
-        expected = load_json(API_WORKFLOW)
+    def test_converts_to_the_api_twin(self, host, name):
+        from workflow_builder import FOREIGN_OBJECT_INFO
+
+        converted = ui_to_api(load_json(REPO / "workflows" / f"pasl_{name}.json"), {**FOREIGN_OBJECT_INFO, **host.object_info})
+        expected = load_json(Path(__file__).resolve().parent / "workflows" / f"{name}_api.json")
         strip = lambda prompt: {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in prompt.items()}  # noqa: E731
         assert strip(converted) == strip(expected)
+
+
+# ----------------------------------------------------------------------------------------- example workflows
+def _outputs(host: Host, prefix: str) -> list[Path]:
+    return sorted((host.base / "output" / "pasl").glob(f"{prefix}_*"))
+
+
+@pytest.fixture(scope="session")
+def faces(host):
+    from workflow_inputs import faces_available
+
+    if not faces_available():
+        pytest.skip("../shared/assets/faces is not available: the face workflows need real faces")
+    return host
+
+
+def _run_example(host: Host, name: str) -> RunResult:
+    for old in _outputs(host, "reenacted"):
+        old.unlink()
+    result = host.run(load_json(Path(__file__).resolve().parent / "workflows" / f"{name}_api.json"))
+    assert result.status == "success", f"{result.errors or result.response}\n{host.server.log_tail()}"
+    return result
+
+
+class TestExampleWorkflows:
+    def test_photo_to_photo_pastes_a_face_into_the_driving_photo(self, faces):
+        _run_example(faces, "photo_to_photo")
+        (result,) = _outputs(faces, "reenacted")
+        driving = np.asarray(Image.open(faces.base / "input" / "driving.png").convert("RGB")).astype(int)
+        pixels = np.asarray(Image.open(result)).astype(int)
+        assert pixels.shape == driving.shape
+        changed = np.abs(pixels - driving).max(-1) > 1  # LoadImage -> SaveImage may truncate by one level
+        assert 0.01 < changed.mean() < 0.6
+        (depth,) = _outputs(faces, "depth")
+        (landmarks,) = _outputs(faces, "landmarks")
+        assert Image.open(depth).size == Image.open(landmarks).size == (256, 256)
+        assert set(np.unique(np.asarray(Image.open(landmarks)))) == {0, 255}
+
+    def test_photo_to_video_keeps_size_frames_and_audio(self, faces):
+        from pasl.video import iter_frame_chunks, probe
+        from workflow_inputs import VIDEO_FRAMES
+
+        _run_example(faces, "photo_to_video")
+        (video,) = _outputs(faces, "reenacted")
+        info, driving = probe(video), probe(faces.base / "input" / "driving.mp4")
+        assert (info.width, info.height) == (driving.width, driving.height)
+        assert info.has_audio
+        assert sum(len(chunk) for chunk in iter_frame_chunks(video, 8)) == VIDEO_FRAMES
+
+    def test_upscaled_faces_are_pasted_back_at_the_photo_size(self, faces):
+        _run_example(faces, "upscale_faces")
+        (result,) = _outputs(faces, "reenacted")
+        assert Image.open(result).size == Image.open(faces.base / "input" / "driving.png").size
+
+    def test_face_restorer_workflow_where_its_pack_is_installed(self, faces):
+        if "FaceRestoreCFWithModel" not in faces.object_info:
+            pytest.skip("the facerestore_cf pack is not installed in this host (the workflow documents it)")
+        _run_example(faces, "face_restore")

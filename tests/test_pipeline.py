@@ -128,3 +128,8 @@ class TestReenact:
         r = Reenactor(models, ScriptedDetector(), ReenactOptions(smoothing=0.0, paste_back=False))
         result = r.reenact(source, [frames(1, 100, 80)[0], frames(1, 300, 500)[0]])
         assert result.faces.shape == (2, 3, 256, 256)
+
+
+def test_explicit_flame_file_finds_its_landmark_embedding_by_name(folder):
+    models = load_models([folder], flame=folder / "generic_model.pkl")
+    assert models.flame is not None and models.missing == ()
