@@ -90,15 +90,95 @@ def bench_aeg(args: argparse.Namespace) -> dict:
             base = by_key[("official", row["batch"])]
             row["encode_vs_official"] = row["encode_ms_per_frame"] / base["encode_ms_per_frame"]
             row["generate_vs_official"] = row["generate_ms_per_frame"] / base["generate_ms_per_frame"]
+    return _result("aeg", args, device, rows)
+
+
+def _flame_for_bench(folders: list[str]):
+    """The real FLAME when its files are found; else the same-sized layer built from the freely
+    available template mesh + landmark embedding with zero blend shapes (identical cost)."""
+    import numpy as np
+
+    from .catalog import find, search_folders
+    from .flame import FLAME, read_landmark_embedding, load_flame, read_head_template
+    from .models import _flame_files
+
+    searched = search_folders(folders)
+    model, embedding = _flame_files(None, None, searched)
+    template_path = (find("head_template", searched) or [None])[0]
+    if template_path is None:
+        raise SystemExit("the render benchmark needs head_template.obj (https://github.com/yfeng95/DECA/tree/master/data); pass --weights-dir")
+    template = read_head_template(template_path)
+    faces = torch.as_tensor(np.asarray(template.faces), dtype=torch.long)
+    if model is not None and (embedding is not None or model.suffix != ".pkl"):
+        return load_flame(model, embedding), faces, "FLAME 2020"
+    embedding_path = (find("landmark_embedding", searched) or [None])[0]
+    if embedding_path is None:
+        raise SystemExit("the render benchmark needs landmark_embedding.npy (DECA's data folder); pass --weights-dir")
+    lmk = read_landmark_embedding(embedding_path)
+    v = np.asarray(template.vertices, dtype=np.float32)
+    n = v.shape[0]
+    weights = np.zeros((n, 5), np.float32)
+    weights[:, 1] = 1
+    arrays = {
+        "v_template": v - v.mean(0), "shapedirs": np.zeros((n, 3, 150), np.float32), "posedirs": np.zeros((36, n * 3), np.float32),
+        "J_regressor": np.full((5, n), 1.0 / n, np.float32), "lbs_weights": weights, "faces": faces.numpy(),
+        "parents": np.array([-1, 0, 1, 1, 1]),
+        **lmk,
+    }
+    return FLAME(arrays, source="template-only FLAME (zero blend shapes)"), faces, "template-only FLAME"
+
+
+def bench_render(args: argparse.Namespace) -> dict:
+    """FLAME + depth + landmark maps (the official recipe), ms per frame; pytorch3d as baseline when installed."""
+    from .csg.codes import FlameCodes
+    from .raster import RasterSettings
+    from .render import conditioning_maps, crop_to_image, orthographic_project
+
+    device = torch.device(args.device)
+    flame, faces, which = _flame_for_bench(args.weights_dir)
+    flame, faces = flame.to(device), faces.to(device)
+    backends = ["torch"] + (["pytorch3d"] if importlib.util.find_spec("pytorch3d") else [])
+    rows = []
+    for batch in args.batches:
+        vector = torch.zeros(batch, 236, device=device)
+        vector[:, 206] = 8.0
+        vector[:, 201] = torch.linspace(-1.2, 1.2, batch)  # yaws up to ~70 degrees
+        codes = FlameCodes.from_vector(vector)
+        tform = torch.eye(3, device=device).expand(batch, 3, 3) * torch.tensor([224 / 256, 224 / 256, 1.0], device=device)[:, None]
+
+        def run(backend: str):
+            out = flame(codes.shape, codes.exp, codes.pose)
+            verts = crop_to_image(orthographic_project(out.vertices, codes.cam), tform)
+            lmk = crop_to_image(orthographic_project(out.landmarks2d, codes.cam)[..., :2], tform)
+            return conditioning_maps(verts, lmk, faces, settings=RasterSettings(backend=backend))
+
+        for backend in backends:
+            with torch.inference_mode():
+                ms = time_ms(lambda: run(backend), device, args.repeat) / batch
+            rows.append({"impl": f"pasl ({backend} rasteriser)", "batch": batch, "ms_per_frame": ms})
+    return _result("render", args, device, rows, flame=which)
+
+
+def bench_align(args: argparse.Namespace) -> dict:
+    """Detection + 68 landmarks per backend, and the crop warp, ms per frame on a video's first frames."""
+    from .align import bench_rows, read_video
+
+    frames = read_video(args.video, count=args.frames)
+    rows = bench_rows(frames, tuple(args.backends.split(",")), repeat=args.repeat, weights_dir=args.weights_dir or None)
+    return _result("align", args, torch.device("cpu"), rows, video=str(args.video))
+
+
+def _result(name: str, args: argparse.Namespace, device: torch.device, rows: list[dict], **extra) -> dict:
     return {
-        "benchmark": "aeg",
+        "benchmark": name,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-        "dtype": args.dtype,
+        "dtype": getattr(args, "dtype", "fp32"),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "repeat": args.repeat,
         "peak_memory_mb": _memory_mb(device),
+        **extra,
         "rows": rows,
     }
 
@@ -106,10 +186,11 @@ def bench_aeg(args: argparse.Namespace) -> dict:
 def print_table(result: dict) -> None:
     print(f"# {result['benchmark']} on {result['device']} ({result['device_name']}), {result['dtype']}, torch {result['torch']}, "
           f"{result['threads']} threads, median of {result['repeat']}")
-    columns = list(result["rows"][0])
+    columns = list(dict.fromkeys(key for row in result["rows"] for key in row))
     print(" | ".join(f"{c:>22}" for c in columns))
     for row in result["rows"]:
-        print(" | ".join(f"{row[c]:>22.2f}" if isinstance(row[c], float) else f"{row[c]!s:>22}" for c in columns))
+        cells = (row.get(c, "") for c in columns)
+        print(" | ".join(f"{v:>22.2f}" if isinstance(v, float) else f"{v!s:>22}" for v in cells))
     print(f"peak memory: {result['peak_memory_mb']:.0f} MB")
 
 
@@ -125,6 +206,23 @@ def build_parser() -> argparse.ArgumentParser:
     aeg.add_argument("--official-file", help="core/model_lm_talking.py of an AvLab-CV/PASL checkout: time it as the baseline")
     aeg.add_argument("--json", help="also write the JSON result to this file")
     aeg.set_defaults(run=bench_aeg)
+
+    render = commands.add_parser("render", help="FLAME + depth + landmark maps, ms per frame (pytorch3d too when installed)")
+    render.add_argument("--device", default="cpu")
+    render.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16])
+    render.add_argument("--repeat", type=int, default=3)
+    render.add_argument("--weights-dir", action="append", default=[], help="folder with FLAME / head_template.obj / landmark_embedding.npy")
+    render.add_argument("--json", help="also write the JSON result to this file")
+    render.set_defaults(run=bench_render)
+
+    align = commands.add_parser("align", help="face detection + landmarks per backend, and the crop, ms per frame")
+    align.add_argument("video", help="a video whose first frames are used")
+    align.add_argument("--frames", type=int, default=10)
+    align.add_argument("--backends", default="dlib-hog,dlib,fan")
+    align.add_argument("--repeat", type=int, default=1)
+    align.add_argument("--weights-dir", action="append", default=[], help="folder with the FAN files (face_alignment/)")
+    align.add_argument("--json", help="also write the JSON result to this file")
+    align.set_defaults(run=bench_align)
     return parser
 
 

@@ -301,7 +301,7 @@ def _read_generic_model(path: Path) -> dict[str, np.ndarray]:
     }
 
 
-def _read_landmark_embedding(path: Path) -> dict[str, np.ndarray]:
+def read_landmark_embedding(path: Path) -> dict[str, np.ndarray]:
     """The six landmark arrays of DECA's ``landmark_embedding.npy`` (full_* flattened to 68)."""
     embedding = load_npy(path)
     if not isinstance(embedding, Mapping):
@@ -345,7 +345,7 @@ def read_flame_arrays(model_path: str | Path, landmark_embedding_path: str | Pat
             f"{WEIGHT_FOLDERS}; get it from {DECA_DATA_SOURCE}."
         )
     embedding_path = require_file(landmark_embedding_path, "FLAME landmark embedding (landmark_embedding.npy)", DECA_DATA_SOURCE)
-    return {**_read_generic_model(path), **_read_landmark_embedding(embedding_path)}
+    return {**_read_generic_model(path), **read_landmark_embedding(embedding_path)}
 
 
 def load_flame(model_path: str | Path, landmark_embedding_path: str | Path | None = None) -> FLAME:
