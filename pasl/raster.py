@@ -128,7 +128,7 @@ class Fragments:
         return Fragments(self.pix_to_face, self.zbuf.detach(), self.bary_coords.detach())
 
 
-def _image_hw(image_size) -> tuple[int, int]:
+def image_hw(image_size) -> tuple[int, int]:
     if isinstance(image_size, bool):
         raise TypeError(f"image_size must be an int or (H, W), got {image_size!r}")
     if isinstance(image_size, int):
@@ -225,7 +225,7 @@ def rasterize(
     settings = RasterSettings() if settings is None else settings
     if not isinstance(settings, RasterSettings):
         raise TypeError(f"settings must be a RasterSettings, got {type(settings).__name__}")
-    h, w = _image_hw(image_size)
+    h, w = image_hw(image_size)
     faces = _check_mesh(vertices_ndc, faces)
     if settings.backend == "pytorch3d":
         return _rasterize_pytorch3d(vertices_ndc, faces, (h, w), settings)

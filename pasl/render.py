@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .raster import RasterSettings, rasterize
+from .raster import RasterSettings, image_hw, rasterize
 
 log = logging.getLogger(__name__)
 
@@ -97,18 +97,6 @@ def _check_points(name: str, points: torch.Tensor, last: tuple[int, ...], n: int
         raise TypeError(f"{name} must be floating point, got dtype {points.dtype}")
 
 
-def _image_hw(image_size) -> tuple[int, int]:
-    if isinstance(image_size, int) and not isinstance(image_size, bool):
-        h = w = image_size
-    elif isinstance(image_size, (tuple, list)) and len(image_size) == 2 and all(isinstance(s, int) for s in image_size):
-        h, w = image_size
-    else:
-        raise TypeError(f"image_size must be an int or (H, W), got {image_size!r}")
-    if h < 1 or w < 1:
-        raise ValueError(f"image_size must be positive, got {image_size!r}")
-    return h, w
-
-
 def orthographic_project(points: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
     """DECA's weak-perspective camera: FLAME space -> DECA NDC of the 224 crop.
 
@@ -161,7 +149,7 @@ def crop_to_image(points: torch.Tensor, tform: torch.Tensor, crop_size: int = DE
         [[[-1.0, -1.0, 5.0]]]
     """
     _check_points("points", points, (2, 3))
-    h, w = _image_hw(image_size)
+    h, w = image_hw(image_size)
     if not torch.is_tensor(tform) or tform.shape[-2:] != (3, 3) or tform.ndim not in (2, 3):
         raise ValueError(f"tform must have shape (B, 3, 3) or (3, 3), got {tuple(getattr(tform, 'shape', ()))}")
     b, n = points.shape[:2]
@@ -225,7 +213,7 @@ def render_depth(
     _check_points("vertices", vertices, (3,))
     if normalize not in DEPTH_NORMALIZE_MODES:
         raise ValueError(f"normalize must be one of {DEPTH_NORMALIZE_MODES}, got {normalize!r}")
-    h, w = _image_hw(image_size)
+    h, w = image_hw(image_size)
     verts = vertices if vertices.dtype in (torch.float32, torch.float64) else vertices.float()
     raster_z, value = _normalise_depth(verts[..., 2], normalize)
     # DECA NDC -> pytorch3d NDC: negate x and y (Pytorch3dRasterizer does the same).
@@ -277,7 +265,7 @@ def draw_landmarks(landmarks2d: torch.Tensor, image_size=CONDITIONING_SIZE) -> t
     import cv2  # opencv-python-headless; imported here so the rest of pasl works without it
 
     _check_points("landmarks2d", landmarks2d, (2, 3), LANDMARK_COUNT)
-    h, w = _image_hw(image_size)
+    h, w = image_hw(image_size)
     points = landmarks2d.detach()[..., :2].to("cpu", torch.float32).numpy()
     if not np.isfinite(points).all():
         raise ValueError("landmarks2d contain NaN or infinity")

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..geometry import estimate_similarity, precise_dtype
+
 from .types import NUM_LANDMARKS
 
 CROP_SIZE = 256
@@ -57,10 +59,6 @@ and inner corner of the image-left eye, of the image-right eye, the nose tip, th
 corners. (The eye centre is the mean of the two corners, not of all six eye points.)"""
 
 ALIGN_MODES = ("align", "resize")
-
-
-def _precise_dtype(device: torch.device) -> torch.dtype:
-    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def _check_landmarks(landmarks68: torch.Tensor) -> None:
@@ -98,57 +96,6 @@ def five_points(landmarks68: torch.Tensor) -> torch.Tensor:
     return torch.stack([points[:, list(group)].mean(dim=1) for group in FIVE_POINT_GROUPS], dim=1)
 
 
-def estimate_similarity(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-    """Least-squares similarity (rotation, uniform scale, translation) taking ``src`` to ``dst``.
-
-    Minimises ``sum_k |dst_k - (s R(theta) src_k + t)|^2`` over ``s >= 0``, ``theta``, ``t``
-    (Umeyama 1991 with scaling, the estimator behind scikit-image's
-    ``SimilarityTransform.estimate``). In 2-D the optimum has a closed form: with centred
-    points written as complex numbers ``p = src - mean``, ``q = dst - mean``,
-    ``s e^{i theta} = sum(conj(p) q) / sum(|p|^2)``.
-
-    Args:
-        src: ``(B, N, 2)`` points, N >= 2, not all equal within a batch item.
-        dst: ``(B, N, 2)`` or ``(N, 2)`` (broadcast over the batch).
-
-    Returns:
-        ``(B, 3, 3)`` ``dst_from_src`` in float64 (float32 on MPS), on ``src``'s device.
-
-    Raises:
-        ValueError: bad shapes, non-finite points, or all source points coincide.
-
-    Example:
-        >>> src = torch.tensor([[[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]]])
-        >>> (estimate_similarity(src, 3 * src + 1)[0].round(decimals=9) + 0.0).tolist()
-        [[3.0, 0.0, 1.0], [0.0, 3.0, 1.0], [0.0, 0.0, 1.0]]
-    """
-    if not torch.is_tensor(src) or not torch.is_tensor(dst):
-        raise TypeError(f"src and dst must be torch tensors, got {type(src).__name__} and {type(dst).__name__}")
-    if dst.ndim == 2:
-        dst = dst.expand(src.shape[0], *dst.shape) if src.ndim == 3 else dst
-    if src.ndim != 3 or src.shape[-1] != 2 or src.shape[1] < 2 or tuple(dst.shape) != tuple(src.shape):
-        raise ValueError(f"src and dst must both have shape (B, N >= 2, 2), got {tuple(src.shape)} and {tuple(dst.shape)}")
-    dtype = _precise_dtype(src.device)
-    src, dst = src.to(dtype), dst.to(device=src.device, dtype=dtype)
-    if not bool(torch.isfinite(src).all() and torch.isfinite(dst).all()):
-        raise ValueError("estimate_similarity: points contain NaN or infinity")
-    src_mean, dst_mean = src.mean(dim=1, keepdim=True), dst.mean(dim=1, keepdim=True)
-    p, q = src - src_mean, dst - dst_mean
-    norm = (p * p).sum(dim=(1, 2))  # (B,)
-    if bool((norm <= 0).any()):
-        raise ValueError("estimate_similarity: all source points coincide, the similarity is undefined")
-    # conj(p) q = (px - i py)(qx + i qy) = (px qx + py qy) + i (px qy - py qx)
-    a = (p[..., 0] * q[..., 0] + p[..., 1] * q[..., 1]).sum(dim=1) / norm  # s cos(theta)
-    b = (p[..., 0] * q[..., 1] - p[..., 1] * q[..., 0]).sum(dim=1) / norm  # s sin(theta)
-    linear = torch.stack([torch.stack([a, -b], dim=-1), torch.stack([b, a], dim=-1)], dim=-2)  # (B, 2, 2)
-    shift = dst_mean[:, 0] - (linear @ src_mean[:, 0, :, None])[..., 0]  # (B, 2)
-    out = torch.zeros(src.shape[0], 3, 3, dtype=dtype, device=src.device)
-    out[:, :2, :2] = linear
-    out[:, :2, 2] = shift
-    out[:, 2, 2] = 1.0
-    return out
-
-
 def alignment_transform(landmarks68: torch.Tensor, template: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
     """``crop_from_frame`` of the official aligned crop, from 68 landmarks.
 
@@ -184,7 +131,7 @@ def resize_transform(height: int, width: int, size: int = CROP_SIZE, device: tor
     sx, sy = size / width, size / height
     return torch.tensor(
         [[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]],
-        dtype=_precise_dtype(torch.device(device)), device=device,
+        dtype=precise_dtype(torch.device(device)), device=device,
     )
 
 
@@ -206,7 +153,7 @@ def letterbox_transform(height: int, width: int, size: int = CROP_SIZE, device: 
     # frame edges [-0.5, W - 0.5] map to [ox - 0.5, ox - 0.5 + s W], centred in [-0.5, size - 0.5]
     ox = 0.5 * s - 0.5 + (size - s * width) / 2
     oy = 0.5 * s - 0.5 + (size - s * height) / 2
-    return torch.tensor([[s, 0.0, ox], [0.0, s, oy], [0.0, 0.0, 1.0]], dtype=_precise_dtype(torch.device(device)), device=device)
+    return torch.tensor([[s, 0.0, ox], [0.0, s, oy], [0.0, 0.0, 1.0]], dtype=precise_dtype(torch.device(device)), device=device)
 
 
 def _check_size(height: int, width: int, size: int) -> None:
@@ -247,7 +194,7 @@ def transform_points(matrix: torch.Tensor, points: torch.Tensor) -> torch.Tensor
     _check_affine("matrix", matrix)
     if points.ndim != 3 or points.shape[-1] != 2 or matrix.ndim != 3 or matrix.shape[0] != points.shape[0]:
         raise ValueError(f"need matrix (B, 3, 3) and points (B, N, 2), got {tuple(matrix.shape)} and {tuple(points.shape)}")
-    m = matrix.to(device=points.device, dtype=_precise_dtype(points.device))
+    m = matrix.to(device=points.device, dtype=precise_dtype(points.device))
     p = points.to(m.dtype)
     out = p @ m[:, :2, :2].transpose(1, 2) + m[:, None, :2, 2]
     return out.to(points.dtype)
@@ -320,7 +267,7 @@ def warp_affine(frames: torch.Tensor, crop_from_frame: torch.Tensor, size: int =
         crop_from_frame = crop_from_frame.expand(batch, 3, 3)
     if crop_from_frame.ndim != 3 or crop_from_frame.shape[0] != batch:
         raise ValueError(f"crop_from_frame must have shape ({batch}, 3, 3), got {tuple(crop_from_frame.shape)}")
-    precise = _precise_dtype(frames.device)
+    precise = precise_dtype(frames.device)
     frame_from_crop = invert_affine(crop_from_frame.to(device=frames.device, dtype=precise))
     # crop pixel centres -> frame pixels -> grid_sample's [-1, 1] (align_corners=False: -1 is the left edge)
     coords = torch.arange(size, device=frames.device, dtype=precise)

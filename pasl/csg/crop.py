@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..geometry import estimate_similarity, precise_dtype
+
 DECA_CROP_SIZE = 224
 """Side of the encoder input (``TestData(crop_size=224)``)."""
 DECA_CROP_SCALE = 1.25
@@ -31,11 +33,6 @@ DECA_CROP_SCALE = 1.25
 KPT68_BOX_SCALE = 1.1
 """``bbox2point(type='kpt68')`` enlarges the landmark box by this factor."""
 NUM_LANDMARKS = 68
-
-
-def _precise_dtype(device: torch.device) -> torch.dtype:
-    """float64 where the device supports it (skimage works in float64), else float32."""
-    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def landmarks_box(landmarks68: torch.Tensor) -> torch.Tensor:
@@ -60,47 +57,8 @@ def full_image_box(height: int, width: int, batch: int = 1, device: torch.device
     the same box for the square 256 crops PASL feeds it; here the axes are the right ones.
     """
     device = torch.device(device)
-    box = torch.tensor([0.0, 0.0, width - 1.0, height - 1.0], dtype=_precise_dtype(device), device=device)
+    box = torch.tensor([0.0, 0.0, width - 1.0, height - 1.0], dtype=precise_dtype(device), device=device)
     return box.expand(batch, 4).clone()
-
-
-def estimate_similarity(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-    """Least-squares 2-D similarity (rotation, uniform scale, translation) taking ``src`` to ``dst``.
-
-    Minimises ``sum_k |dst_k - (s R src_k + t)|^2``; the closed form treats points as
-    complex numbers ``z``: with centred points, ``s e^{i theta} = sum conj(z_src) z_dst /
-    sum |z_src|^2``. This is the solution skimage's Umeyama estimator finds (no reflection).
-
-    Args:
-        src, dst: ``(B, N, 2)`` point pairs, N >= 2, not all ``src`` points equal.
-
-    Returns:
-        ``(B, 3, 3)`` ``dst_from_src`` in float64 (float32 on MPS), on ``src``'s device.
-
-    Example:
-        >>> src = torch.tensor([[[0.0, 0.0], [0.0, 2.0], [2.0, 0.0]]])
-        >>> (estimate_similarity(src, 3 * src + 1)[0].round(decimals=9) + 0.0).tolist()
-        [[3.0, 0.0, 1.0], [0.0, 3.0, 1.0], [0.0, 0.0, 1.0]]
-    """
-    if src.ndim != 3 or src.shape[-1] != 2 or src.shape[1] < 2 or dst.shape != src.shape:
-        raise ValueError(f"src and dst must both have shape (B, N >= 2, 2), got {tuple(src.shape)} and {tuple(dst.shape)}")
-    dtype = _precise_dtype(src.device)
-    src, dst = src.to(dtype), dst.to(device=src.device, dtype=dtype)
-    src_mean, dst_mean = src.mean(dim=1, keepdim=True), dst.mean(dim=1, keepdim=True)
-    p, q = src - src_mean, dst - dst_mean
-    norm = (p * p).sum(dim=(1, 2))
-    if bool((norm <= 0).any()):
-        raise ValueError("estimate_similarity: all source points coincide, the similarity is undefined")
-    # conj(p) * q = (px - i py)(qx + i qy) = (px qx + py qy) + i (px qy - py qx)
-    a = (p[..., 0] * q[..., 0] + p[..., 1] * q[..., 1]).sum(dim=1) / norm
-    b = (p[..., 0] * q[..., 1] - p[..., 1] * q[..., 0]).sum(dim=1) / norm
-    linear = torch.stack([torch.stack([a, -b], dim=-1), torch.stack([b, a], dim=-1)], dim=-2)  # (B, 2, 2)
-    shift = dst_mean[:, 0] - (linear @ src_mean[:, 0, :, None])[..., 0]  # (B, 2)
-    out = torch.zeros(src.shape[0], 3, 3, dtype=dtype, device=src.device)
-    out[:, :2, :2] = linear
-    out[:, :2, 2] = shift
-    out[:, 2, 2] = 1.0
-    return out
 
 
 def box_crop_transform(
@@ -122,7 +80,7 @@ def box_crop_transform(
         raise ValueError(f"boxes must have shape (B, 4) as [left, top, right, bottom], got {tuple(boxes.shape)}")
     if not bool(torch.isfinite(boxes).all()):
         raise ValueError("boxes contain NaN or infinity; use face_found=False for frames without a face")
-    boxes = boxes.to(_precise_dtype(boxes.device))
+    boxes = boxes.to(precise_dtype(boxes.device))
     left, top, right, bottom = boxes.unbind(dim=1)
     # same operation order as bbox2point, so that int() truncates at the same values
     old_size = (right - left + bottom - top) / 2 * KPT68_BOX_SCALE
@@ -226,7 +184,7 @@ def deca_crop(images: torch.Tensor, tform: torch.Tensor, crop_size: int = DECA_C
         raise ValueError(f"tform must have shape ({batch}, 3, 3) or (1, 3, 3), got {tuple(tform.shape)}")
     if batch == 0:
         return images.new_zeros(0, images.shape[1], crop_size, crop_size)
-    work = _precise_dtype(images.device)
+    work = precise_dtype(images.device)
     image_from_crop = torch.linalg.inv(tform.to(device=images.device, dtype=work)).expand(batch, 3, 3)
 
     axis = torch.arange(crop_size, device=images.device, dtype=work)
