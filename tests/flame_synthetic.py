@@ -279,10 +279,56 @@ def head_model_arrays(template_obj: Path, seed: int = 0) -> dict[str, np.ndarray
     return arrays
 
 
-def write_head_model(path: Path, template_obj: Path, seed: int = 0) -> Path:
-    """A ``generic_model.pkl`` of the official format whose template is the real head mesh."""
+def ellipsoid_mesh(rings: int = 50, segments: int = 100, radii=(0.08, 0.11, 0.09)) -> tuple[np.ndarray, np.ndarray]:
+    """A closed, outward-wound ellipsoid of about FLAME's size and face count (5002 vertices,
+    10000 triangles): a stand-in head where the real template mesh is not available."""
+    theta = np.linspace(0, np.pi, rings + 2)[1:-1]  # polar angles of the rings
+    phi = np.linspace(0, 2 * np.pi, segments, endpoint=False)
+    t, p = np.meshgrid(theta, phi, indexing="ij")
+    ring = np.stack([np.sin(t) * np.sin(p), np.cos(t), np.sin(t) * np.cos(p)], -1).reshape(-1, 3)
+    vertices = np.concatenate([[[0, 1, 0]], ring, [[0, -1, 0]]]) * np.asarray(radii)
+    top, bottom = 0, len(vertices) - 1
+    index = lambda r, k: 1 + r * segments + k % segments  # noqa: E731
+    faces = [[top, index(0, k + 1), index(0, k)] for k in range(segments)]
+    for r in range(rings - 1):
+        for k in range(segments):
+            a, b, c, d = index(r, k), index(r, k + 1), index(r + 1, k), index(r + 1, k + 1)
+            faces += [[a, b, d], [a, d, c]]
+    faces += [[bottom, index(rings - 1, k), index(rings - 1, k + 1)] for k in range(segments)]
+    return vertices, np.asarray(faces, dtype=np.int64)
+
+
+def head_model_arrays_without_template(seed: int = 0) -> dict[str, np.ndarray]:
+    """:func:`head_model_arrays` on :func:`ellipsoid_mesh` (no ``../shared`` needed)."""
+    arrays = flame_model_arrays(seed)
+    vertices, faces = ellipsoid_mesh()
+    rng = np.random.RandomState(seed)
+    weights = np.zeros((len(vertices), NUM_JOINTS))
+    below_mouth = vertices[:, 1] < np.percentile(vertices[:, 1], 25)
+    weights[~below_mouth, 1] = 1.0
+    weights[below_mouth, 2] = 1.0
+    j_regressor = np.zeros((NUM_JOINTS, len(vertices)))
+    for joint in range(NUM_JOINTS):
+        cols = rng.choice(len(vertices), size=24, replace=False)
+        j_regressor[joint, cols] = 1.0 / 24
+    arrays.update(
+        v_template=vertices, f=faces.astype(np.uint32), weights=weights, J_regressor=j_regressor,
+        shapedirs=rng.standard_normal((len(vertices), 3, SHAPEDIRS_COMPONENTS)) * 1e-3,
+        posedirs=rng.standard_normal((len(vertices), 3, POSE_FEATURES)) * 2e-3,
+        J=j_regressor @ vertices,
+    )
+    return arrays
+
+
+def write_head_model(path: Path, template_obj: Path | None, seed: int = 0) -> Path:
+    """A ``generic_model.pkl`` of the official format with a head-like mesh: the real template
+    when ``template_obj`` exists, else :func:`ellipsoid_mesh`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(Py2Pickle().dumps(generic_model_object(head_model_arrays(template_obj, seed))))
+    if template_obj is None or not Path(template_obj).exists():
+        arrays = head_model_arrays_without_template(seed)
+    else:
+        arrays = head_model_arrays(template_obj, seed)
+    path.write_bytes(Py2Pickle().dumps(generic_model_object(arrays)))
     return path
 
 

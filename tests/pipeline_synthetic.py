@@ -50,11 +50,11 @@ def weights_folder(folder: Path) -> Path:
         fs.write_head_model(folder / "generic_model.pkl", SHARED_FLAME / "head_template.obj")
         (folder / "landmark_embedding.npy").write_bytes((SHARED_FLAME / "landmark_embedding.npy").read_bytes())
         (folder / "head_template.obj").write_bytes((SHARED_FLAME / "head_template.obj").read_bytes())
-    else:
-        arrays = fs.flame_model_arrays(0)
-        fs.write_generic_model(folder / "generic_model.pkl")
+    else:  # an ellipsoid head of the same format
+        vertices, faces = fs.ellipsoid_mesh()
+        fs.write_head_model(folder / "generic_model.pkl", None)
         fs.write_landmark_embedding(folder / "landmark_embedding.npy")
-        write_obj(folder / "head_template.obj", arrays["v_template"], arrays["f"])
+        write_obj(folder / "head_template.obj", vertices, faces)
     return folder
 
 

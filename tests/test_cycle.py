@@ -20,10 +20,7 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "shared" / "assets" / "flame" /
 @pytest.fixture(scope="module")
 def flame(tmp_path_factory):
     folder = tmp_path_factory.mktemp("flame_cycle")
-    if TEMPLATE.exists():
-        model = fs.write_head_model(folder / "generic_model.pkl", TEMPLATE)
-    else:
-        model = fs.write_generic_model(folder / "generic_model.pkl")
+    model = fs.write_head_model(folder / "generic_model.pkl", TEMPLATE)  # an ellipsoid head without ../shared
     return load_flame(model, fs.write_landmark_embedding(folder / "landmark_embedding.npy"))
 
 
