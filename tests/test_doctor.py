@@ -48,3 +48,22 @@ def test_install_script_creates_the_folder_and_reports(tmp_path):
         out = subprocess.run([sys.executable, str(pack / "install.py")], capture_output=True, text=True, check=True).stdout
     assert (tmp_path / "ComfyUI" / "models" / "pasl").is_dir()
     assert "missing AEG generator" in out and "drive.google.com" in out
+
+
+def test_install_script_converts_official_files_once(tmp_path):
+    from synthetic import write_nets_ema
+
+    pack = tmp_path / "ComfyUI" / "custom_nodes" / "pasl"
+    models = tmp_path / "ComfyUI" / "models" / "pasl"
+    models.mkdir(parents=True)
+    pack.mkdir(parents=True)
+    (pack / "install.py").write_text((REPO / "install.py").read_text())
+    (pack / "pasl").symlink_to(REPO / "pasl")
+    write_nets_ema(models / "204000_nets_ema.ckpt")
+    (models / "broken_nets_ema.ckpt").write_bytes(b"not a checkpoint")
+    first = subprocess.run([sys.executable, str(pack / "install.py")], capture_output=True, text=True, check=True).stdout
+    assert "converted 204000_nets_ema.ckpt -> pasl_aeg_204000.safetensors" in first
+    assert "could not convert" in first and "broken_nets_ema.ckpt" in first
+    assert (models / "pasl_aeg_204000.safetensors").is_file()
+    second = subprocess.run([sys.executable, str(pack / "install.py")], capture_output=True, text=True, check=True).stdout
+    assert "converted" not in second.replace("could not convert", "")
