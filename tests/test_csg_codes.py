@@ -180,3 +180,11 @@ class TestRecompose:
     def test_rejects_dicts(self):
         with pytest.raises(TypeError, match="FlameCodes"):
             recompose(numbered(1).as_dict(), numbered(1))
+
+
+def test_reads_like_a_codedict():
+    codes = FlameCodes.from_vector(torch.arange(2 * 236, dtype=torch.float32).view(2, 236))
+    as_dict = dict(codes)
+    assert list(as_dict) == ["shape", "tex", "exp", "pose", "cam", "light"]
+    assert torch.equal(as_dict["cam"], codes.get("cam")) and codes.get("detail") is None
+    assert as_dict["light"].shape == (2, 9, 3)

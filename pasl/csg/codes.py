@@ -143,6 +143,10 @@ class FlameCodes:
     def __contains__(self, key: object) -> bool:
         return key in FIELDS
 
+    def get(self, key: str, default=None):
+        """``dict.get`` on the field names (DECA code that reads a codedict keeps working; ``dict(codes)`` too)."""
+        return getattr(self, key) if key in FIELDS else default
+
     def __getitem__(self, key: str | int | slice) -> "torch.Tensor | FlameCodes":
         if isinstance(key, str):
             if key not in FIELDS:
