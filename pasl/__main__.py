@@ -90,6 +90,12 @@ def _reenact(args: argparse.Namespace) -> None:
     print(f"{summary.text()} -> {args.out}")
 
 
+def _download(args: argparse.Namespace) -> dict:
+    from .download import download
+
+    return {"downloaded": [str(p) for p in download(args.what, args.to)]}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pasl", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is loaded")
@@ -142,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=8, help="frames per generator call")
     run.add_argument("--chunk-size", type=int, default=16, help="video frames held in memory at once")
     run.set_defaults(run=_reenact)
+
+    fetch = commands.add_parser(
+        "download", help="download the publicly available weight files (the optional FAN detector); nothing else is fetched"
+    )
+    fetch.add_argument("what", choices=["fan"])
+    fetch.add_argument("--to", default="weights", help="weights folder (e.g. ComfyUI/models/pasl); default: weights")
+    fetch.set_defaults(run=_download)
 
     doctor = commands.add_parser("doctor", help="list the weight files found and missing, and the available backends")
     doctor.add_argument("--weights-dir", action="append", default=[], help="also search this folder (repeatable)")
