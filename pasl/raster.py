@@ -12,8 +12,8 @@ device, batched:
   face index. This is what pytorch3d's CPU kernel does (it sorts ``(z, face)``
   tuples) and what its naive CUDA kernel does (faces in order, replace on strict
   ``<``); its binned CUDA kernel may order ties differently.
-* faces whose signed NDC area is within ``KEPSILON`` of zero are skipped, as are
-  points whose interpolated z is negative (behind the image plane).
+* faces whose signed NDC area is within ``KEPSILON`` of zero are skipped, and so is any
+  face with a vertex at or behind the image plane (z < ``KEPSILON``), as pytorch3d does.
 * optional ``cull_backfaces``: faces with negative signed NDC area are skipped.
 
 Convention (pytorch3d NDC): +X points left, +Y points up, +Z points away from the
@@ -204,8 +204,8 @@ def rasterize(
     square images. DECA's NDC (+X right, +Y down) is this with x and y negated.
 
     Args:
-        vertices_ndc: ``(B, V, 3)`` floating point, x/y in NDC, z any (points with
-            interpolated z < 0 are dropped, as in pytorch3d). float16/bfloat16 are
+        vertices_ndc: ``(B, V, 3)`` floating point, x/y in NDC, z any (faces with a
+            vertex at z < 1e-8 are dropped, as in pytorch3d). float16/bfloat16 are
             computed in float32.
         faces: ``(F, 3)`` shared by the batch or ``(B, F, 3)``, integer vertex indices.
         image_size: ``int`` or ``(H, W)``.
@@ -270,7 +270,9 @@ def _rasterize_torch(vertices: torch.Tensor, faces: torch.Tensor, h: int, w: int
         valid = face_area.double().abs() > KEPSILON
         if settings.cull_backfaces:
             valid &= face_area >= 0
-        valid &= torch.maximum(torch.maximum(z0, z1), z2) >= 0  # entirely behind the image plane
+        # pytorch3d skips a face with any vertex at or behind the image plane (z < kEpsilon),
+        # CPU (CheckPointOutsideBoundingBox) and CUDA alike; verified against a source build.
+        valid &= torch.minimum(torch.minimum(z0, z1), z2).double() >= KEPSILON
 
         # Bounding boxes as ranges of pixel-centre indices (NDC index order), with the
         # same inclusive test as pytorch3d's CheckPointOutsideBoundingBox.

@@ -82,6 +82,8 @@ def reference_rasterize(verts, faces, h: int, w: int, cull_backfaces: bool = Fal
             face_area = _edge(x0, y0, x1, y1, x2, y2)
             if abs(float(face_area)) <= 1e-8 or (cull_backfaces and face_area < 0):
                 continue
+            if float(min(z0, z1, z2)) < 1e-8:  # pytorch3d: a vertex at or behind the image plane
+                continue
             cols = np.nonzero((cx >= min(x0, x1, x2)) & (cx <= max(x0, x1, x2)))[0]
             rows = np.nonzero((cy >= min(y0, y1, y2)) & (cy <= max(y0, y1, y2)))[0]
             if not len(cols) or not len(rows):
@@ -197,14 +199,14 @@ class TestRasterizeAnalytic:
 
     def test_depth_order_is_per_pixel(self):
         # Two triangles crossing in depth: left part of the image sees one, right part the other.
-        a = [[0.9, -0.9, 0.0], [-0.9, -0.9, 2.0], [0.0, 0.9, 1.0]]
-        b = [[0.9, -0.9, 2.0], [-0.9, -0.9, 0.0], [0.0, 0.9, 1.0]]
+        a = [[0.9, -0.9, 0.5], [-0.9, -0.9, 2.5], [0.0, 0.9, 1.5]]
+        b = [[0.9, -0.9, 2.5], [-0.9, -0.9, 0.5], [0.0, 0.9, 1.5]]
         frags = rasterize(torch.tensor([a + b]), torch.tensor([[0, 1, 2], [3, 4, 5]]), 16)
         faces_seen = frags.pix_to_face[0, 12]  # a row near the bottom
         covered = faces_seen[:, 0] >= 0
         seen = faces_seen[covered, 0]
         assert seen[0] == 0 and seen[-1] == 1  # +x (face a near) is on the left
-        assert (frags.zbuf[0, ..., 0][frags.pix_to_face[0, ..., 0] >= 0] <= 1.0 + 1e-6).all()
+        assert (frags.zbuf[0, ..., 0][frags.pix_to_face[0, ..., 0] >= 0] <= 1.5 + 1e-6).all()
 
     @pytest.mark.parametrize("max_candidates", [None, 1])  # 1: every face in its own chunk
     @pytest.mark.parametrize("order", [(0, 1), (1, 0)])
@@ -229,11 +231,12 @@ class TestRasterizeAnalytic:
     def test_points_behind_the_image_plane_are_dropped(self):
         verts = torch.tensor([[[0.9, -0.9, -0.5], [-0.9, -0.9, -0.5], [0.0, 0.9, -0.5]]])
         assert (rasterize(verts, self.FACE, 8).pix_to_face == -1).all()
-        # A face crossing z = 0 keeps only its part with z >= 0.
-        verts = torch.tensor([[[0.9, -0.9, 1.0], [-0.9, -0.9, -1.0], [0.0, 0.9, 0.0]]])
-        frags = rasterize(verts, self.FACE, 16)
-        covered = frags.pix_to_face[0, ..., 0] >= 0
-        assert 0 < covered.sum() < 100 and (frags.zbuf[0, ..., 0][covered] >= 0).all()
+        # A face crossing or touching z = 0 is dropped whole (pytorch3d: any vertex z < 1e-8).
+        for z_low in (-1.0, 0.0, 5e-9):
+            verts = torch.tensor([[[0.9, -0.9, 1.0], [-0.9, -0.9, z_low], [0.0, 0.9, 0.5]]])
+            assert (rasterize(verts, self.FACE, 16).pix_to_face == -1).all()
+        verts = torch.tensor([[[0.9, -0.9, 1.0], [-0.9, -0.9, 2e-8], [0.0, 0.9, 0.5]]])
+        assert (rasterize(verts, self.FACE, 16).pix_to_face >= 0).any()
 
     def test_degenerate_faces_are_skipped(self):
         verts = torch.tensor([[[0.9, -0.9, 1.0], [-0.9, -0.9, 1.0], [0.0, 0.9, 1.0], [0.5, 0.5, 0.1], [0.0, 0.0, 0.1]]])
