@@ -1,0 +1,1 @@
+"""Test double of ComfyUI 0.3.75's ``comfy`` package: ``model_management``, ``model_patcher``, ``utils``."""

@@ -1,0 +1,410 @@
+"""The eight node adapters in a small ComfyUI double (``tests/host_double``), without ComfyUI.
+
+The pack is imported as a package the way ComfyUI 0.3.75 imports ``custom_nodes/<name>``, its
+extension lists the nodes, and each node runs through ``double_execution.run_node``: a locked
+class clone, ``torch.inference_mode()``, the host's progress hook and interrupt flag. Weights are
+the synthetic official-format files of ``pipeline_synthetic``; the face detector is
+``ScriptedDetector`` (a face in the middle of every frame that is not dark). The real host is
+covered by ``test_host_comfyui.py`` (CI only); these tests run everywhere in seconds.
+
+``tests/host_double`` is on ``sys.path`` only while this module's fixture is alive, and every
+module imported from it (and the pack) is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline_synthetic import ScriptedDetector, weights_folder
+from test_host_comfyui import CONTRACT
+
+REPO = Path(__file__).resolve().parents[1]
+HOST_DOUBLE = Path(__file__).resolve().parent / "host_double"
+PACK = "pasl_pack"
+"""Module name the pack is imported under (ComfyUI uses the folder's path)."""
+OWNED = ("comfy_api", "comfy", "folder_paths", "double_execution", PACK)
+"""Top-level modules this file imports from the double (or as the pack) and removes afterwards."""
+CHECKPOINT = "204000_nets_ema.ckpt"
+OLDER_CHECKPOINT = "older/100000_nets_ema.ckpt"
+HEIGHT, WIDTH = 180, 240
+DARK = 1
+"""Index of the faceless (black) driving frame."""
+
+
+@dataclass
+class Host:
+    nodes: dict
+    base: Path
+    pack: ModuleType
+    io: ModuleType
+    run: object
+    validate: object
+    fingerprint: object
+    mm: ModuleType
+    utils: ModuleType
+    folder_paths: ModuleType
+    backends: list
+    detector: CountingDetector
+
+    def node(self, node_id: str):
+        return self.nodes[node_id]
+
+    def pack_module(self, name: str) -> ModuleType:
+        return sys.modules[f"{PACK}.{name}"]
+
+
+class CountingDetector(ScriptedDetector):
+    """``ScriptedDetector`` that counts the frames it was shown."""
+
+    calls = 0
+
+    def detect(self, image: np.ndarray):
+        self.calls += 1
+        return super().detect(image)
+
+
+def _owned(name: str) -> bool:
+    return name.split(".")[0] in OWNED
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory) -> Host:
+    base = tmp_path_factory.mktemp("comfy_base")
+    models_dir = base / "models"
+    weights_folder(models_dir / "pasl")
+    (models_dir / "pasl" / "older").mkdir()
+    (models_dir / "pasl" / "older" / "100000_nets_ema.ckpt").write_bytes(b"listed by name only")
+    (models_dir / "pasl" / "notes.txt").write_text("not a weight file")
+
+    saved = {name: sys.modules.pop(name) for name in list(sys.modules) if _owned(name)}
+    sys.path.insert(0, str(HOST_DOUBLE))
+    try:
+        import comfy.model_management as mm
+        import comfy.utils
+        import double_execution
+        import folder_paths
+        from comfy_api.v0_0_2 import io
+
+        folder_paths.models_dir = str(models_dir)
+        nodes = double_execution.load_custom_node(REPO, PACK)
+        backends: list[str] = []
+        scripted = CountingDetector()
+
+        def detector(backend: str):
+            backends.append(backend)
+            return scripted
+
+        with pytest.MonkeyPatch.context() as patch:
+            for module in ("align", "reenact"):
+                patch.setattr(sys.modules[f"{PACK}.nodes.{module}"], "detector", detector)
+            yield Host(nodes, base, sys.modules[PACK], io, double_execution.run_node, double_execution.validate,
+                       double_execution.fingerprint, mm, comfy.utils, folder_paths, backends, scripted)
+    finally:
+        sys.path.remove(str(HOST_DOUBLE))
+        for name in [n for n in sys.modules if _owned(n)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
+def _frames(count: int, height: int = HEIGHT, width: int = WIDTH, dark: tuple[int, ...] = (), seed: int = 0) -> torch.Tensor:
+    """ComfyUI IMAGE ``[B, H, W, 3]`` float32: noise in [0.2, 0.9], frames in ``dark`` black."""
+    images = np.random.RandomState(seed).uniform(0.2, 0.9, size=(count, height, width, 3)).astype(np.float32)
+    images[list(dark)] = 0.0
+    return torch.from_numpy(images)
+
+
+def _align_inputs(images: torch.Tensor, **options) -> dict:
+    return {"images": images, "backend": "auto", "select": "largest", "mode": "align", "smoothing": 0.0, "lock_scale": False} | options
+
+
+@pytest.fixture(scope="module")
+def models(host):
+    return host.run(host.node("PASLLoadModels"), aeg_checkpoint=CHECKPOINT, deca_model="deca_model.tar",
+                    flame_model="generic_model.pkl", device="auto", precision="auto")
+
+
+@pytest.fixture(scope="module")
+def driving() -> torch.Tensor:
+    return _frames(3, dark=(DARK,))
+
+
+@pytest.fixture(scope="module")
+def aligned(host, driving):
+    return host.run(host.node("PASLFaceAlign"), **_align_inputs(driving))
+
+
+@pytest.fixture(scope="module")
+def source_aligned(host):
+    return host.run(host.node("PASLFaceAlign"), **_align_inputs(_frames(1, 300, 300, seed=1)))
+
+
+@pytest.fixture(scope="module")
+def style(host, models, source_aligned):
+    return host.run(host.node("PASLEncodeStyle"), models=models[0], source=source_aligned[0])
+
+
+@pytest.fixture(scope="module")
+def shapes(host, models, source_aligned, aligned):
+    return host.run(host.node("PASLShapeRecompose"), models=models[0], source_align=source_aligned[1], driver_align=aligned[1],
+                    mode="recompose", cycle_check=False, refine_steps=0)
+
+
+@pytest.fixture(scope="module")
+def maps(host, models, shapes):
+    return host.run(host.node("PASLShapeRender"), models=models[0], shape=shapes[0], flatten=False)
+
+
+@pytest.fixture(scope="module")
+def generated(host, models, style, maps):
+    return host.run(host.node("PASLGenerate"), models=models[0], style=style[0], depth=maps[0], landmarks=maps[1], batch_size=2)
+
+
+def _paste_inputs(faces: torch.Tensor, aligned, driving: torch.Tensor) -> dict:
+    return {"faces": faces, "align": aligned[1], "frames": driving, "mask_kind": "landmarks", "erode": 0.05, "blur": 0.1,
+            "color_match": 0.0}
+
+
+@pytest.fixture(scope="module")
+def pasted(host, generated, aligned, driving):
+    return host.run(host.node("PASLPasteBack"), **_paste_inputs(generated[0], aligned, driving))
+
+
+@pytest.fixture(scope="module")
+def reenacted(host, models, driving):
+    return host.run(host.node("PASLReenact"), models=models[0], source=_frames(1, 300, 300, seed=1), driving=driving,
+                    mode="recompose", backend="auto", smoothing=0.0, lock_scale=False, paste_back=True, color_match=0.0,
+                    source_is_crop=False)
+
+
+def _library_models(models):
+    """The pack's own ``PASLModels`` behind the ``PASL_MODEL`` socket."""
+    return models[0].load()
+
+
+# ----------------------------------------------------------------------------------------- registration
+class TestRegistration:
+    def test_extension_returns_the_eight_nodes_from_the_package(self, host):
+        assert sorted(host.nodes) == sorted(CONTRACT)
+        for node_id, cls in host.nodes.items():
+            assert issubclass(cls, host.io.ComfyNode), node_id
+            assert cls.__module__.startswith(f"{PACK}.nodes."), cls.__module__  # imported relative to the package
+        assert sys.modules[f"{PACK}.nodes.host"].folder_paths is host.folder_paths  # the double, not a real host
+
+    @pytest.mark.parametrize("node_id", sorted(CONTRACT))
+    def test_schema_names_and_output_types(self, host, node_id):
+        display_name, outputs = CONTRACT[node_id]
+        schema = host.node(node_id).define_schema()
+        assert schema.node_id == node_id
+        assert schema.display_name == display_name
+        assert [o.get_io_type() for o in schema.outputs] == outputs
+        assert schema.category.startswith("PASL") and len(schema.description) > 20
+
+
+# ----------------------------------------------------------------------------------------- Load Models
+def _combo(host, node_id: str, name: str):
+    (item,) = [i for i in host.node(node_id).define_schema().inputs if i.id == name]
+    return item
+
+
+class TestLoadModels:
+    def test_model_folder_is_registered_before_the_pack_weights(self, host):
+        assert host.folder_paths.get_folder_paths("pasl") == [str(host.base / "models" / "pasl"), str(REPO / "weights")]
+
+    def test_combos_list_only_their_files(self, host):
+        assert _combo(host, "PASLLoadModels", "aeg_checkpoint").options == [CHECKPOINT, OLDER_CHECKPOINT]
+        assert _combo(host, "PASLLoadModels", "deca_model").options == ["deca_model.tar"]
+        assert _combo(host, "PASLLoadModels", "flame_model").options == ["generic_model.pkl"]
+        assert _combo(host, "PASLLoadModels", "device").options == ["auto", "cpu", "cuda", "mps"]
+        assert _combo(host, "PASLLoadModels", "precision").default == "auto"
+
+    def test_unknown_checkpoint_is_rejected_naming_it(self, host):
+        loader = host.node("PASLLoadModels")
+        widgets = {"aeg_checkpoint": "not_there_nets_ema.ckpt", "deca_model": "deca_model.tar", "flame_model": "generic_model.pkl",
+                   "device": "auto", "precision": "auto"}
+        errors = host.validate(loader, widgets)
+        assert {e["type"] for e in errors} == {"custom_validation_failed"}
+        assert [e["details"].split(" - ", 1)[0] for e in errors] == list(widgets)  # the host repeats it per input
+        (message,) = {e["details"].split(" - ", 1)[1] for e in errors}
+        assert "not_there_nets_ema.ckpt" in message and "drive.google.com" in message
+        assert host.validate(loader, widgets | {"aeg_checkpoint": CHECKPOINT}) == []
+        deca = host.validate(loader, widgets | {"aeg_checkpoint": CHECKPOINT, "deca_model": "other_deca.tar"})
+        assert deca and all("'other_deca.tar' is not in models/pasl" in e["details"] for e in deca)
+
+    def test_fingerprint_changes_with_the_file(self, host):
+        inputs = {"aeg_checkpoint": CHECKPOINT, "deca_model": "deca_model.tar", "flame_model": "generic_model.pkl",
+                  "device": "auto", "precision": "auto"}
+        loader = host.node("PASLLoadModels")
+        before = host.fingerprint(loader, **inputs)
+        assert before == host.fingerprint(loader, **inputs)
+        path = host.base / "models" / "pasl" / CHECKPOINT
+        os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 10))
+        assert host.fingerprint(loader, **inputs) != before
+
+    def test_loads_every_network_on_the_cpu_in_fp32(self, host, models):
+        managed = models[0]
+        assert managed.dtype == torch.float32
+        assert managed.patcher.load_device == torch.device("cpu") and managed.patcher.offload_device == torch.device("cpu")
+        loaded = managed.load()
+        assert loaded.aeg is not None and loaded.shape_encoder is not None and loaded.flame is not None
+        assert managed.patcher in host.mm.current_loaded_models
+
+
+# ----------------------------------------------------------------------------------------- Face Align
+class TestFaceAlign:
+    def test_dark_frame_is_flagged_and_crops_are_images(self, host, aligned):
+        crops, alignment, report = aligned.outputs
+        assert crops.shape == (3, 256, 256, 3) and crops.dtype == torch.float32
+        assert 0.0 <= float(crops.min()) and float(crops.max()) <= 1.0
+        assert alignment.has_face.tolist() == [True, False, True]
+        assert "no face in frame 1" in report
+        assert float(crops[DARK].max()) == 0.0  # the black frame, letterboxed
+        assert "auto" in host.backends
+
+    def test_faceless_batch_raises_no_face_error(self, host):
+        no_face_error = host.pack_module("pasl.align").NoFaceError
+        with pytest.raises(no_face_error, match="no face in any of the 2 images"):
+            host.run(host.node("PASLFaceAlign"), **_align_inputs(torch.zeros(2, 64, 80, 3)))
+
+
+# ----------------------------------------------------------------------------------------- Encode
+class TestEncode:
+    def test_one_128_code_per_face_equal_to_the_library(self, host, models, style, source_aligned, aligned):
+        assert style[0].shape == (1, 128) and style[0].dtype == torch.float32
+        with torch.inference_mode():
+            expected = _library_models(models).aeg.style_encoder(source_aligned[0].movedim(-1, 1))
+        torch.testing.assert_close(style[0], expected, rtol=1e-5, atol=1e-5)
+
+    def test_a_batch_of_rgba_faces_gives_one_rgb_code_each(self, host, models, style, source_aligned, aligned):
+        faces = torch.cat([source_aligned[0], aligned[0][:1]])
+        run = host.run(host.node("PASLEncodeStyle"), models=models[0], source=torch.cat([faces, torch.ones(2, 256, 256, 1)], dim=-1))
+        assert run[0].shape == (2, 128) and run.progress == [(1, 2), (2, 2)]
+        torch.testing.assert_close(run[0][:1], style[0], rtol=1e-5, atol=1e-5)  # alpha dropped, batch of one code each
+
+
+# ----------------------------------------------------------------------------------------- Shape Recompose + Render
+class TestShape:
+    def test_recompose_gives_one_shape_per_driving_frame(self, shapes):
+        shape, report = shapes.outputs
+        assert shape.batch_size == 3
+        assert report == "cycle check off"
+        assert shapes.progress[-1] == (4, 4)  # the source, then the three driving frames
+
+    def test_render_gives_depth_and_binary_landmarks(self, maps):
+        depth, landmarks = maps.outputs
+        for image in (depth, landmarks):
+            assert image.shape == (3, 256, 256, 3) and image.dtype == torch.float32
+            assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+        assert set(torch.unique(landmarks).tolist()) == {0.0, 1.0}
+        assert all(float(d.max()) > 0.5 for d in depth)  # a head in front of the background
+        assert float((depth > 0).float().mean()) > 0.05
+
+
+# ----------------------------------------------------------------------------------------- Generate
+class TestGenerate:
+    def test_batch_one_style_is_broadcast_over_the_maps(self, generated):
+        faces = generated[0]
+        assert faces.shape == (3, 256, 256, 3) and faces.dtype == torch.float32
+        assert 0.0 <= float(faces.min()) and float(faces.max()) <= 1.0 and float(faces.std()) > 0.01
+        assert generated.progress == [(2, 3), (3, 3)]  # batch_size 2: the second call broadcasts style[0] to frame 2
+        # the values: the node chain equals the library pipeline (TestReenact.test_the_node_chain_matches_it)
+
+    def test_mismatched_batches_are_rejected(self, host, models, maps):
+        depth, landmarks = maps.outputs
+        with pytest.raises(ValueError, match="batch sizes must be equal or 1"):
+            host.run(host.node("PASLGenerate"), models=models[0], style=torch.zeros(2, 128), depth=depth, landmarks=landmarks, batch_size=8)
+
+    def test_host_validation_of_its_inputs(self, host):
+        links = {"models": "PASL_MODEL", "style": "PASL_STYLE", "depth": "IMAGE", "landmarks": "IMAGE"}
+        generate = host.node("PASLGenerate")
+        assert host.validate(generate, {"batch_size": 8}, links) == []
+        assert [e["type"] for e in host.validate(generate, {"batch_size": 0}, links)] == ["value_smaller_than_min"]
+        assert [e["type"] for e in host.validate(generate, {"batch_size": 8}, links | {"style": "IMAGE"})] == ["return_type_mismatch"]
+
+
+# ----------------------------------------------------------------------------------------- Paste Back
+class TestPasteBack:
+    def test_faces_go_back_into_the_frames(self, pasted, driving):
+        image, mask = pasted.outputs
+        assert image.shape == (3, HEIGHT, WIDTH, 3) and mask.shape == (3, HEIGHT, WIDTH)
+        assert torch.equal(image[DARK], driving[DARK]) and float(mask[DARK].abs().max()) == 0.0
+        for i in (0, 2):
+            assert float(mask[i].max()) > 0.9 and 0.02 < float((mask[i] > 0).float().mean()) < 0.9
+            outside = mask[i] == 0
+            assert torch.equal(image[i][outside], driving[i][outside])
+            assert float((image[i] - driving[i]).abs().max()) > 0.1  # a face was pasted
+
+    def test_upscaled_512_faces_are_accepted(self, host, generated, aligned, driving, pasted):
+        faces_512 = torch.nn.functional.interpolate(generated[0].movedim(-1, 1), size=(512, 512), mode="bilinear",
+                                                    align_corners=False).movedim(1, -1).clamp(0, 1)
+        image, mask = host.run(host.node("PASLPasteBack"), **_paste_inputs(faces_512, aligned, driving)).outputs
+        assert image.shape == (3, HEIGHT, WIDTH, 3) and mask.shape == (3, HEIGHT, WIDTH)
+        assert torch.equal(image[DARK], driving[DARK])
+        assert float((mask - pasted[1]).abs().max()) < 0.05  # the same place in the frame
+        assert float((image - pasted[0]).abs().mean()) < 0.01
+
+    def test_non_square_faces_are_rejected(self, host, generated, aligned, driving):
+        with pytest.raises(ValueError, match="square"):
+            host.run(host.node("PASLPasteBack"), **_paste_inputs(generated[0][:, :, :200], aligned, driving))
+
+
+# ----------------------------------------------------------------------------------------- Reenact
+class TestReenact:
+    def test_three_frames_end_to_end(self, reenacted, driving):
+        image, faces, mask, report = reenacted.outputs
+        assert image.shape == (3, HEIGHT, WIDTH, 3) and faces.shape == (3, 256, 256, 3) and mask.shape == (3, HEIGHT, WIDTH)
+        assert report == "2 of 3 frames reenacted; no face in frames 1 (passed through unchanged)"
+        assert torch.equal(image[DARK], driving[DARK]) and float(mask[DARK].max()) == 0.0
+        assert all(float(mask[i].max()) > 0.9 for i in (0, 2))
+        assert reenacted.progress[-1] == (3, 3)
+
+    def test_the_node_chain_matches_it(self, reenacted, generated, pasted):
+        """Align -> Encode -> Recompose -> Render -> Generate -> Paste Back (style of batch 1, generated two
+        frames then one) gives what the library's one-call pipeline gives on the same images."""
+        image, faces, mask, _ = reenacted.outputs
+        found = [0, 2]  # the library skips the generator on faceless frames; the node chain draws one anyway (discarded at paste-back)
+        pairs = {"faces": (generated[0][found], faces[found]), "image": (pasted[0], image), "mask": (pasted[1], mask)}
+        print("node chain vs library, max |diff|:", {k: float((a - b).abs().max()) for k, (a, b) in pairs.items()})
+        torch.testing.assert_close(generated[0][found], faces[found], rtol=0, atol=1e-4)
+        torch.testing.assert_close(pasted[0], image, rtol=0, atol=1e-4)
+        torch.testing.assert_close(pasted[1], mask, rtol=0, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------- host behaviours
+class TestHostBehaviours:
+    @pytest.mark.parametrize("run", ["aligned", "style", "shapes", "maps", "generated", "pasted", "reenacted"])
+    def test_progress_bar_reaches_its_total(self, request, run):
+        progress = request.getfixturevalue(run).progress
+        assert progress, "no progress reported"
+        values = [value for value, _ in progress]
+        assert values == sorted(values) and progress[-1][0] == progress[-1][1]
+
+    def test_outputs_are_computed_in_inference_mode(self, generated, pasted):
+        assert generated[0].is_inference() and pasted[0].is_inference()
+
+    def test_an_interrupt_stops_the_node_at_its_next_progress_step(self, host):
+        """The user's cancel sets the flag while a node runs; the pack's next progress step raises.
+        Face Align reports every 16 frames: the cancel comes after the first 16, frames 17-32 are
+        already under way, the last 8 are never looked at."""
+        host.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: host.mm.interrupt_current_processing())
+        before = host.detector.calls
+        try:
+            with pytest.raises(host.mm.InterruptProcessingException):
+                host.run(host.node("PASLFaceAlign"), **_align_inputs(_frames(40, 48, 64)))
+        finally:
+            host.utils.set_progress_bar_global_hook(None)
+        assert host.detector.calls - before == 32
+        assert not host.mm.processing_interrupted()  # raising clears the flag, as in the host
+
+    def test_node_classes_are_locked_while_they_run(self, host):
+        clone = sys.modules["double_execution"].locked_clone(host.node("PASLGenerate"))
+        with pytest.raises(AttributeError, match="locked"):
+            clone.cache = {}
+        assert clone.define_schema().node_id == "PASLGenerate"
