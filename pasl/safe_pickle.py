@@ -289,7 +289,7 @@ class _LegacyStorageUnpickler(SafeUnpickler):
         root = self.storages[key]
         if view is None:
             return root
-        view_key, view_offset, view_size = str(view[0]), int(view[1]), int(view[2])
+        view_offset, view_size = int(view[1]), int(view[2])  # view[0] names the view itself
         ref = _StorageRef(dtype, view_size)
         self.views.append((ref, key, view_offset, view_size))
         return ref

@@ -255,6 +255,15 @@ def flame_model_arrays(seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
+def head_skinning(vertices: np.ndarray) -> np.ndarray:
+    """LBS weights of a head mesh: the lowest quarter follows the jaw joint, the rest the neck chain."""
+    weights = np.zeros((len(vertices), NUM_JOINTS))
+    below_mouth = vertices[:, 1] < np.percentile(vertices[:, 1], 25)
+    weights[~below_mouth, 1] = 1.0
+    weights[below_mouth, 2] = 1.0
+    return weights
+
+
 def head_model_arrays(template_obj: Path, seed: int = 0) -> dict[str, np.ndarray]:
     """Like :func:`flame_model_arrays` but with the real FLAME template mesh and topology from
     DECA's ``head_template.obj`` (centred at the origin), so renderings look like a head.
@@ -265,10 +274,7 @@ def head_model_arrays(template_obj: Path, seed: int = 0) -> dict[str, np.ndarray
     arrays = flame_model_arrays(seed)
     vertices = np.asarray(template.vertices, dtype=np.float64)
     vertices = vertices - vertices.mean(axis=0)
-    weights = np.zeros((NUM_VERTS, NUM_JOINTS))
-    below_mouth = vertices[:, 1] < np.percentile(vertices[:, 1], 25)
-    weights[~below_mouth, 1] = 1.0  # neck chain: the head
-    weights[below_mouth, 2] = 1.0  # jaw
+    weights = head_skinning(vertices)
     arrays.update(
         v_template=vertices,
         f=np.asarray(template.faces, dtype=np.uint32),
@@ -303,10 +309,7 @@ def head_model_arrays_without_template(seed: int = 0) -> dict[str, np.ndarray]:
     arrays = flame_model_arrays(seed)
     vertices, faces = ellipsoid_mesh()
     rng = np.random.RandomState(seed)
-    weights = np.zeros((len(vertices), NUM_JOINTS))
-    below_mouth = vertices[:, 1] < np.percentile(vertices[:, 1], 25)
-    weights[~below_mouth, 1] = 1.0
-    weights[below_mouth, 2] = 1.0
+    weights = head_skinning(vertices)
     j_regressor = np.zeros((NUM_JOINTS, len(vertices)))
     for joint in range(NUM_JOINTS):
         cols = rng.choice(len(vertices), size=24, replace=False)
