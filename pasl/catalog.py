@@ -75,9 +75,17 @@ CATALOG: tuple[WeightFile, ...] = (
     WeightFile(
         "pae",
         ("Backbone_IR_50_Epoch_*.pth",),
-        "PAE identity encoders (evaluation only)",
+        "PAE identity encoders (identity score; keep the POE/FF ... POE/PP folders)",
         "https://drive.google.com/file/d/1zU1YTRstgrdJ7hwjl9CVjgFnNAyNFLZS/view",
         "authors' terms",
+        required=False,
+    ),
+    WeightFile(
+        "arcface",
+        ("backbone_ir50_ms1m_epoch*.pth", "Backbone_IR_50_MS1M*.pth"),
+        "ArcFace IR-50 (one identity network for every pose; ArcFace-CSIM)",
+        "face.evoLVe model zoo, IR-50 MS1M: https://github.com/ZhaoJ9014/face.evoLVe#model-zoo",
+        "MIT code; weights trained on MS-Celeb-1M, research use",
         required=False,
     ),
 )
