@@ -11,10 +11,11 @@ def node_list() -> list:
     from .align import PASLFaceAlign
     from .encode import PASLEncodeStyle
     from .generate import PASLGenerate
+    from .identity import PASLIdentityScore
     from .load_models import PASLLoadModels
     from .paste_back import PASLPasteBack
     from .reenact import PASLReenact
     from .render import PASLShapeRender
     from .shape import PASLShapeRecompose
 
-    return [PASLLoadModels, PASLFaceAlign, PASLEncodeStyle, PASLShapeRecompose, PASLShapeRender, PASLGenerate, PASLPasteBack, PASLReenact]
+    return [PASLLoadModels, PASLFaceAlign, PASLEncodeStyle, PASLShapeRecompose, PASLShapeRender, PASLGenerate, PASLPasteBack, PASLReenact, PASLIdentityScore]

@@ -27,7 +27,8 @@ class PASLGenerate(io.ComfyNode):
             node_id="PASLGenerate",
             display_name="PASL Generate",
             category="PASL",
-            description="The attention-embedded generator: draws the source's face in the shape given by the depth and landmark maps.",
+            description="The attention-embedded generator: draws the source's face in the shape given by the depth and landmark maps. "
+            "Frames whose maps are both empty (no face found there) give a black face without running the generator.",
             inputs=[
                 io.Custom("PASL_MODEL").Input("models"),
                 io.Custom("PASL_STYLE").Input("style"),
@@ -49,8 +50,11 @@ class PASLGenerate(io.ComfyNode):
             index = torch.arange(start, min(start + batch_size, frames))
             pick = lambda t: t[index.clamp(max=t.shape[0] - 1)]  # noqa: E731  (batch-1 inputs broadcast)
             maps = [resize_square(images_to_bchw(pick(t), device, models.dtype), IMAGE_SIZE) for t in (depth, landmarks)]
-            with torch.inference_mode():
-                out = aeg.generator(*maps, pick(style).to(device=device, dtype=models.dtype))
+            drawn = (maps[0].flatten(1).amax(1) > 0) | (maps[1].flatten(1).amax(1) > 0)
+            out = torch.zeros_like(maps[0])
+            if bool(drawn.any()):
+                with torch.inference_mode():
+                    out[drawn] = aeg.generator(maps[0][drawn], maps[1][drawn], pick(style)[drawn.cpu()].to(device=device, dtype=models.dtype))
             faces.append(to_comfy_image(out))
             progress.step(len(index))
         return io.NodeOutput(torch.cat(faces))

@@ -68,7 +68,7 @@ def wrap(model: torch.nn.Module, device: torch.device) -> comfy.model_patcher.Mo
 class ManagedModels:
     """The ``PASL_MODEL`` socket payload: the networks under ComfyUI's memory manager.
 
-    ``patcher.model`` is a ``ModuleDict`` (aeg, shape_encoder, flame); :meth:`load` asks
+    ``patcher.model`` is a ``ModuleDict`` (aeg, shape_encoder, flame, pae); :meth:`load` asks
     ComfyUI to place it on the compute device (evicting others if needed) and returns the
     library's :class:`pasl.models.PASLModels` view of it.
     """
@@ -88,7 +88,7 @@ class ManagedModels:
 
 def manage(models: PASLModels, device: torch.device) -> ManagedModels:
     networks = torch.nn.ModuleDict(
-        {k: v for k, v in (("aeg", models.aeg), ("shape_encoder", models.shape_encoder), ("flame", models.flame)) if v is not None}
+        {k: v for k, v in (("aeg", models.aeg), ("shape_encoder", models.shape_encoder), ("flame", models.flame), ("pae", models.pae)) if v is not None}
     )
     return ManagedModels(wrap(networks, device), models)
 

@@ -41,7 +41,10 @@ def diagnose(folders: list[str | Path] | None = None) -> dict:
         for item in CATALOG
         if item.required and not files[item.key]
     ]
-    return {"searched": [str(p) for p in searched], "found": files, "missing": missing, "backends": backends(searched)}
+    from .pae import PAIR_KINDS, find_pae_files
+
+    pae = sorted(find_pae_files(searched), key=PAIR_KINDS.index)
+    return {"searched": [str(p) for p in searched], "found": files, "missing": missing, "pae_pairs": pae, "backends": backends(searched)}
 
 
 def format_report(report: dict) -> str:
@@ -50,6 +53,13 @@ def format_report(report: dict) -> str:
         found = report["found"][item.key]
         mark = "ok " if found else ("-- " if not item.required else "MISSING")
         lines.append(f"  [{mark:>7}] {item.purpose}: {', '.join(found) if found else ' or '.join(item.patterns)}")
+    pairs = report.get("pae_pairs", [])
+    if pairs and len(pairs) < 6:
+        from .pae import PAIR_KINDS
+
+        absent = ", ".join(k for k in PAIR_KINDS if k not in pairs)
+        lines.append(f"  PAE: {len(pairs)} of 6 pair networks found (missing {absent}); identity scores need all six, "
+                     "each in its POE/<pair> folder, or an ArcFace IR-50")
     for gap in report["missing"]:
         lines.append(f"  get {gap['file']} from {gap['get_it_from']} ({gap['licence']})")
     lines.append("backends:")

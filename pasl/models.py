@@ -37,11 +37,20 @@ class PASLModels:
     device: torch.device
     dtype: torch.dtype
     missing: tuple[str, ...] = ()
+    pae: torch.nn.Module | None = None
+    """:class:`pasl.pae.PoseAdaptedEncoders` (float32), when identity encoders were asked for and found."""
 
     def require_shape_stage(self) -> None:
         if self.shape_encoder is None or self.flame is None or self.faces is None:
             advice = " ".join(f"{entry(k).purpose} ({' or '.join(entry(k).patterns)}): {where_to_get(k)}" for k in self.missing)
             raise MissingWeightError(f"the shape stage (DECA + FLAME) needs files that were not found. {advice}")
+
+    def require_identity(self) -> None:
+        if self.pae is None:
+            raise MissingWeightError(
+                "identity scores need the PAE networks (POE/FF ... POE/PP/Backbone_IR_50_Epoch_*.pth) or an ArcFace "
+                f"IR-50, loaded with identity='auto'. {where_to_get('pae')}"
+            )
 
 
 def _pick(key: str, explicit: str | Path | None, folders: list[Path]) -> Path | None:
@@ -67,6 +76,22 @@ def _flame_files(model: str | Path | None, embedding: str | Path | None, folders
     return None, None
 
 
+def _load_identity(identity: str | Path | None, folders: list[Path], device: torch.device):
+    from .pae import PAIR_KINDS, find_pae_files, load_pae
+
+    if identity is None or identity == "none":
+        return None
+    if identity not in ("auto", "pae"):
+        return load_pae(arcface=identity, device=device)
+    if identity == "pae" or len(find_pae_files(folders)) == len(PAIR_KINDS):
+        return load_pae(folders, device=device)
+    arcface = find("arcface", folders)
+    if arcface:
+        return load_pae(arcface=arcface[0], device=device)
+    log.info("identity='auto': no PAE or ArcFace files found, identity scores are off")
+    return None
+
+
 def load_models(
     folders: list[str | Path] | None = None,
     *,
@@ -78,15 +103,21 @@ def load_models(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     require_shape_stage: bool = True,
+    identity: str | Path | None = None,
 ) -> PASLModels:
     """Load the AEG, DECA's encoder, FLAME and the rendering topology.
 
     Each file may be given explicitly; otherwise it is found by name in ``folders``,
     ``$PASL_WEIGHTS`` and the pack's ``weights/`` (see :mod:`pasl.catalog`).
 
+    ``identity`` loads identity encoders for :mod:`pasl.identity`: ``None`` (default) none,
+    ``"auto"`` the six PAE networks when all are found, else an ArcFace IR-50 when found,
+    else none; ``"pae"`` the six PAE networks or an error; a path: that ArcFace IR-50 file.
+
     Raises:
         MissingWeightError: the AEG is missing, or (with ``require_shape_stage``) a DECA or
-            FLAME file is; the message names every missing file and where to get it.
+            FLAME file is, or ``identity="pae"`` and a PAE file is; the message names every
+            missing file and where to get it.
     """
     from .aeg import load_aeg
     from .csg.encoder import load_shape_encoder
@@ -115,8 +146,10 @@ def load_models(
         device=device,
         dtype=dtype,
         missing=missing,
+        pae=_load_identity(identity, searched, device),
     )
     if require_shape_stage:
         models.require_shape_stage()
-    log.info("PASL models: AEG %s, DECA %s, FLAME %s, topology %s", aeg_path, deca_path, flame_path, template_path)
+    log.info("PASL models: AEG %s, DECA %s, FLAME %s, topology %s, identity %s", aeg_path, deca_path, flame_path, template_path,
+             "off" if models.pae is None else ("ArcFace" if models.pae.single else "PAE"))
     return models

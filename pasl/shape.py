@@ -29,24 +29,33 @@ class ShapeCodes:
         codes: :class:`FlameCodes` of batch B.
         tform: ``(B, 3, 3)`` DECA ``crop_from_image`` (256-crop pixels -> 224-crop pixels);
             the rendering is mapped back through it, so the maps line up with the 256 crop.
+        has_face: ``(B,)`` bool, or ``None`` for all True. Frames without a face keep codes
+            (DECA's whole-crop fallback) so batches stay aligned, but render as empty maps.
     """
 
     codes: FlameCodes
     tform: torch.Tensor
+    has_face: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
         return self.codes.batch_size
 
+    @property
+    def face_mask(self) -> torch.Tensor:
+        """``(B,)`` bool on the CPU: which entries hold a real face."""
+        return torch.ones(self.batch_size, dtype=torch.bool) if self.has_face is None else self.has_face.cpu().bool()
+
     def with_codes(self, codes: FlameCodes) -> "ShapeCodes":
-        return ShapeCodes(codes, self.tform)
+        return ShapeCodes(codes, self.tform, self.has_face)
 
     def __getitem__(self, index: slice) -> "ShapeCodes":
-        return ShapeCodes(self.codes[index], self.tform[index])
+        return ShapeCodes(self.codes[index], self.tform[index], None if self.has_face is None else self.has_face[index])
 
     @classmethod
     def cat(cls, parts: "list[ShapeCodes]") -> "ShapeCodes":
-        return cls(FlameCodes.cat([p.codes for p in parts]), torch.cat([p.tform for p in parts]))
+        has_face = None if all(p.has_face is None for p in parts) else torch.cat([p.face_mask for p in parts])
+        return cls(FlameCodes.cat([p.codes for p in parts]), torch.cat([p.tform for p in parts]), has_face)
 
 
 def encode_shapes(encoder, crops: torch.Tensor, landmarks_crop: torch.Tensor, has_face: torch.Tensor | None = None) -> ShapeCodes:
@@ -73,7 +82,7 @@ def encode_shapes(encoder, crops: torch.Tensor, landmarks_crop: torch.Tensor, ha
     tform = deca_crop_transform(landmarks.to(device), face_found=found.to(device), image_size=(ALIGNED_SIZE, ALIGNED_SIZE))
     images = deca_crop(crops.to(device=device, dtype=torch.float32), tform)
     codes = encoder(images).to(torch.float32)
-    return ShapeCodes(codes, tform.to(torch.float32))
+    return ShapeCodes(codes, tform.to(torch.float32), None if has_face is None else found.cpu())
 
 
 def render_conditioning(flame, faces: torch.Tensor, shapes: ShapeCodes, flatten: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,15 +95,25 @@ def render_conditioning(flame, faces: torch.Tensor, shapes: ShapeCodes, flatten:
         flatten: the test-protocol "flattening" (pasl-reference §1.7); off for the demos.
 
     Returns:
-        ``(depth, landmarks)``, each ``(B, 3, 256, 256)`` float32 in [0, 1].
+        ``(depth, landmarks)``, each ``(B, 3, 256, 256)`` float32 in [0, 1]; all zero for
+        entries without a face (``shapes.has_face``), which are not rendered.
     """
-    codes = shapes.codes
+    found = shapes.face_mask
     device = flame.v_template.device
-    codes = codes.to(device=device, dtype=flame.v_template.dtype)
-    output = flame(codes.shape, codes.exp, codes.pose)
-    vertices = crop_to_image(orthographic_project(output.vertices, codes.cam), shapes.tform.to(device))
-    landmarks = crop_to_image(orthographic_project(output.landmarks2d, codes.cam)[..., :2], shapes.tform.to(device))
-    return conditioning_maps(vertices, landmarks, faces.to(device), flatten=flatten)
+    depth = torch.zeros(shapes.batch_size, 3, ALIGNED_SIZE, ALIGNED_SIZE, device=device)
+    landmark_maps = torch.zeros_like(depth)
+    index = found.nonzero().flatten()
+    if index.numel():
+        picked = shapes if bool(found.all()) else ShapeCodes(shapes.codes.select(index), shapes.tform[index.to(shapes.tform.device)])
+        codes = picked.codes.to(device=device, dtype=flame.v_template.dtype)
+        output = flame(codes.shape, codes.exp, codes.pose)
+        vertices = crop_to_image(orthographic_project(output.vertices, codes.cam), picked.tform.to(device))
+        landmarks = crop_to_image(orthographic_project(output.landmarks2d, codes.cam)[..., :2], picked.tform.to(device))
+        d, l = conditioning_maps(vertices, landmarks, faces.to(device), flatten=flatten)
+        if bool(found.all()):
+            return d, l
+        depth[index.to(device)], landmark_maps[index.to(device)] = d, l
+    return depth, landmark_maps
 
 
 def recompose_shapes(

@@ -28,6 +28,14 @@ def nets_ema_plain_path(tmp_path_factory) -> Path:
     return write_nets_ema(tmp_path_factory.mktemp("aeg_plain") / "806000_nets_ema.ckpt", seed=3, self_attention=False)
 
 
+@pytest.fixture(scope="session")
+def pae_folder(tmp_path_factory) -> Path:
+    """``POE/{FF,FS,FP,SS,SP,PP}/Backbone_IR_50_Epoch_*.pth`` as released (seeds 10..15)."""
+    from pae_synthetic import write_pae_folder
+
+    return write_pae_folder(tmp_path_factory.mktemp("pae"))
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
     """Keep CPU results independent of the machine's core count."""

@@ -25,11 +25,17 @@ SHARED_FLAME = Path(__file__).resolve().parents[2] / "shared" / "assets" / "flam
 HEAD_CAMERA_SCALE = 8.0
 
 
-def steered_deca(path: Path, seed: int = 0) -> Path:
+POSE_YAW_INDEX = 201
+"""Index of the global rotation's y component in the 236-d code (shape 100, tex 50, exp 50, pose 6)."""
+
+
+def steered_deca(path: Path, seed: int = 0, yaw_deg: float = 0.0) -> Path:
+    """``yaw_deg`` turns every head it reads (for pose-dependent paths such as the PAE choice)."""
     checkpoint = deca_checkpoint(seed)
     state = checkpoint["E_flame"]
     bias = torch.zeros(236)
     bias[206] = HEAD_CAMERA_SCALE
+    bias[POSE_YAW_INDEX] = float(np.deg2rad(yaw_deg))
     state["layers.2.weight"] = state["layers.2.weight"] * 1e-3
     state["layers.2.bias"] = bias
     return save_official(checkpoint, path)

@@ -67,3 +67,14 @@ def test_install_script_converts_official_files_once(tmp_path):
     assert (models / "pasl_aeg_204000.safetensors").is_file()
     second = subprocess.run([sys.executable, str(pack / "install.py")], capture_output=True, text=True, check=True).stdout
     assert "converted" not in second.replace("could not convert", "")
+
+
+def test_incomplete_pae_set_is_reported_by_pair(tmp_path):
+    from pasl.doctor import format_report
+
+    for pair in ("FF", "SS", "PP"):
+        (tmp_path / "POE" / pair).mkdir(parents=True)
+        (tmp_path / "POE" / pair / "Backbone_IR_50_Epoch_80.pth").write_bytes(b"not opened")
+    report = diagnose([tmp_path])
+    assert report["pae_pairs"] == ["FF", "SS", "PP"]
+    assert "PAE: 3 of 6 pair networks found (missing FS, FP, SP)" in format_report(report)

@@ -1,4 +1,4 @@
-"""The eight node adapters in a small ComfyUI double (``tests/host_double``), without ComfyUI.
+"""The nine node adapters in a small ComfyUI double (``tests/host_double``), without ComfyUI.
 
 The pack is imported as a package the way ComfyUI 0.3.75 imports ``custom_nodes/<name>``, its
 extension lists the nodes, and each node runs through ``double_execution.run_node``: a locked
@@ -76,10 +76,14 @@ def _owned(name: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory) -> Host:
+def host(tmp_path_factory, pae_folder) -> Host:
     base = tmp_path_factory.mktemp("comfy_base")
     models_dir = base / "models"
     weights_folder(models_dir / "pasl")
+    for path in pae_folder.rglob("*.pth"):  # the six PAE networks, linked (1 GB)
+        link = models_dir / "pasl" / path.relative_to(pae_folder)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(path)
     (models_dir / "pasl" / "older").mkdir()
     (models_dir / "pasl" / "older" / "100000_nets_ema.ckpt").write_bytes(b"listed by name only")
     (models_dir / "pasl" / "notes.txt").write_text("not a weight file")
@@ -128,7 +132,7 @@ def _align_inputs(images: torch.Tensor, **options) -> dict:
 @pytest.fixture(scope="module")
 def models(host):
     return host.run(host.node("PASLLoadModels"), aeg_checkpoint=CHECKPOINT, deca_model="deca_model.tar",
-                    flame_model="generic_model.pkl", device="auto", precision="auto")
+                    flame_model="generic_model.pkl", identity_encoders="auto", device="auto", precision="auto")
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +152,13 @@ def source_aligned(host):
 
 @pytest.fixture(scope="module")
 def style(host, models, source_aligned):
-    return host.run(host.node("PASLEncodeStyle"), models=models[0], source=source_aligned[0])
+    return host.run(host.node("PASLEncodeStyle"), models=models[0], source=source_aligned[0], source_align=source_aligned[1])
+
+
+@pytest.fixture(scope="module")
+def scored(host, models, style, generated, aligned):
+    return host.run(host.node("PASLIdentityScore"), models=models[0], identity=style[1], faces=generated[0], protocol="fixed",
+                    align=aligned[1])
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +201,7 @@ def _library_models(models):
 
 # ----------------------------------------------------------------------------------------- registration
 class TestRegistration:
-    def test_extension_returns_the_eight_nodes_from_the_package(self, host):
+    def test_extension_returns_the_nine_nodes_from_the_package(self, host):
         assert sorted(host.nodes) == sorted(CONTRACT)
         for node_id, cls in host.nodes.items():
             assert issubclass(cls, host.io.ComfyNode), node_id
@@ -224,11 +234,12 @@ class TestLoadModels:
         assert _combo(host, "PASLLoadModels", "flame_model").options == ["generic_model.pkl"]
         assert _combo(host, "PASLLoadModels", "device").options == ["auto", "cpu", "cuda", "mps"]
         assert _combo(host, "PASLLoadModels", "precision").default == "auto"
+        assert _combo(host, "PASLLoadModels", "identity_encoders").options == ["auto", "none"]  # no ArcFace file here
 
     def test_unknown_checkpoint_is_rejected_naming_it(self, host):
         loader = host.node("PASLLoadModels")
         widgets = {"aeg_checkpoint": "not_there_nets_ema.ckpt", "deca_model": "deca_model.tar", "flame_model": "generic_model.pkl",
-                   "device": "auto", "precision": "auto"}
+                   "identity_encoders": "auto", "device": "auto", "precision": "auto"}
         errors = host.validate(loader, widgets)
         assert {e["type"] for e in errors} == {"custom_validation_failed"}
         assert [e["details"].split(" - ", 1)[0] for e in errors] == list(widgets)  # the host repeats it per input
@@ -237,6 +248,10 @@ class TestLoadModels:
         assert host.validate(loader, widgets | {"aeg_checkpoint": CHECKPOINT}) == []
         deca = host.validate(loader, widgets | {"aeg_checkpoint": CHECKPOINT, "deca_model": "other_deca.tar"})
         assert deca and all("'other_deca.tar' is not in models/pasl" in e["details"] for e in deca)
+        arcface = host.validate(loader, widgets | {"aeg_checkpoint": CHECKPOINT, "identity_encoders": "backbone_ir50_ms1m_epoch63.pth"})
+        assert arcface and all("'backbone_ir50_ms1m_epoch63.pth' is not in models/pasl" in e["details"] for e in arcface)
+        without = {k: v for k, v in widgets.items() if k != "identity_encoders"} | {"aeg_checkpoint": CHECKPOINT}
+        assert host.validate(loader, without) == []  # optional: workflows saved before it existed still run
 
     def test_fingerprint_changes_with_the_file(self, host):
         inputs = {"aeg_checkpoint": CHECKPOINT, "deca_model": "deca_model.tar", "flame_model": "generic_model.pkl",
@@ -254,7 +269,14 @@ class TestLoadModels:
         assert managed.patcher.load_device == torch.device("cpu") and managed.patcher.offload_device == torch.device("cpu")
         loaded = managed.load()
         assert loaded.aeg is not None and loaded.shape_encoder is not None and loaded.flame is not None
+        assert loaded.pae is not None and sorted(loaded.pae.networks) == ["FF", "FP", "FS", "PP", "SP", "SS"]
+        assert managed.patcher.model["pae"] is loaded.pae  # under the memory manager with the others
         assert managed.patcher in host.mm.current_loaded_models
+
+    def test_identity_encoders_can_be_switched_off(self, host):
+        run = host.run(host.node("PASLLoadModels"), aeg_checkpoint=CHECKPOINT, deca_model="deca_model.tar",
+                       flame_model="generic_model.pkl", identity_encoders="none", device="auto", precision="auto")
+        assert run[0].load().pae is None and "pae" not in run[0].patcher.model
 
 
 # ----------------------------------------------------------------------------------------- Face Align
@@ -285,8 +307,48 @@ class TestEncode:
     def test_a_batch_of_rgba_faces_gives_one_rgb_code_each(self, host, models, style, source_aligned, aligned):
         faces = torch.cat([source_aligned[0], aligned[0][:1]])
         run = host.run(host.node("PASLEncodeStyle"), models=models[0], source=torch.cat([faces, torch.ones(2, 256, 256, 1)], dim=-1))
-        assert run[0].shape == (2, 128) and run.progress == [(1, 2), (2, 2)]
+        assert run[0].shape == (2, 128) and run.progress == [(1, 3), (2, 3), (3, 3)]
+        assert run[1].yaw.shape == (2,) and run[2].count("face ") == 2
         torch.testing.assert_close(run[0][:1], style[0], rtol=1e-5, atol=1e-5)  # alpha dropped, batch of one code each
+
+
+    def test_identity_and_pose_bin_of_the_source(self, host, models, style, source_aligned):
+        _, identity, pose = style.outputs
+        library = host.pack_module("pasl.identity")
+        with torch.inference_mode():
+            expected = library.encode_identity(_library_models(models), source_aligned[0].movedim(-1, 1),
+                                               source_aligned[1].landmarks_crop, source_aligned[1].has_face)
+        assert sorted(identity.embeddings) == ["FF", "FP", "FS", "PP", "SP", "SS"]
+        for kind, embedding in identity.embeddings.items():
+            assert embedding.shape == (1, 512)
+            torch.testing.assert_close(embedding, expected.embeddings[kind], rtol=1e-5, atol=1e-4)
+        (yaw,) = identity.yaw.tolist()
+        assert pose == f"face 0: {'F' if abs(yaw) <= 30 else 'S' if abs(yaw) < 60 else 'P'} (yaw {yaw:+.1f})"
+
+    def test_without_identity_encoders_the_outputs_say_so(self, host, source_aligned):
+        models = host.run(host.node("PASLLoadModels"), aeg_checkpoint=CHECKPOINT, deca_model="deca_model.tar",
+                          flame_model="generic_model.pkl", identity_encoders="none", device="auto", precision="auto")
+        run = host.run(host.node("PASLEncodeStyle"), models=models[0], source=source_aligned[0])
+        assert run[1] is None and run[2].startswith("face 0: ")  # the pose bin needs DECA only
+
+
+# ----------------------------------------------------------------------------------------- Identity Score
+class TestIdentityScore:
+    def test_scores_generated_faces_and_skips_the_faceless_frame(self, scored):
+        mean, report = scored.outputs
+        assert -1.0 <= mean <= 1.0
+        assert "over 2 of 3 faces" in report and f"face {DARK}: no face, skipped" in report
+        assert scored.progress[-1] == (3, 3)
+
+    def test_equals_the_library_score(self, host, models, style, generated, scored):
+        library = host.pack_module("pasl.identity")
+        with torch.inference_mode():
+            expected = library.score_identity(_library_models(models), style[1], generated[0].movedim(-1, 1))
+        assert scored[0] == pytest.approx(expected.mean, abs=1e-5)  # the black faceless face is skipped either way
+
+    def test_an_empty_identity_is_explained(self, host, models, generated):
+        with pytest.raises(ValueError, match="identity input is empty"):
+            host.run(host.node("PASLIdentityScore"), models=models[0], identity=None, faces=generated[0], protocol="fixed")
 
 
 # ----------------------------------------------------------------------------------------- Shape Recompose + Render
@@ -303,7 +365,8 @@ class TestShape:
             assert image.shape == (3, 256, 256, 3) and image.dtype == torch.float32
             assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
         assert set(torch.unique(landmarks).tolist()) == {0.0, 1.0}
-        assert all(float(d.max()) > 0.5 for d in depth)  # a head in front of the background
+        assert float(depth[DARK].max()) == 0.0 and float(landmarks[DARK].max()) == 0.0  # no face, nothing drawn
+        assert all(float(depth[i].max()) > 0.5 for i in (0, 2))  # a head in front of the background
         assert float((depth > 0).float().mean()) > 0.05
 
 
@@ -312,7 +375,9 @@ class TestGenerate:
     def test_batch_one_style_is_broadcast_over_the_maps(self, generated):
         faces = generated[0]
         assert faces.shape == (3, 256, 256, 3) and faces.dtype == torch.float32
-        assert 0.0 <= float(faces.min()) and float(faces.max()) <= 1.0 and float(faces.std()) > 0.01
+        assert 0.0 <= float(faces.min()) and float(faces.max()) <= 1.0
+        assert float(faces[DARK].max()) == 0.0  # empty maps: black, the generator is not run
+        assert all(float(faces[i].std()) > 0.01 for i in (0, 2))
         assert generated.progress == [(2, 3), (3, 3)]  # batch_size 2: the second call broadcasts style[0] to frame 2
         # the values: the node chain equals the library pipeline (TestReenact.test_the_node_chain_matches_it)
 
@@ -369,7 +434,7 @@ class TestReenact:
         """Align -> Encode -> Recompose -> Render -> Generate -> Paste Back (style of batch 1, generated two
         frames then one) gives what the library's one-call pipeline gives on the same images."""
         image, faces, mask, _ = reenacted.outputs
-        found = [0, 2]  # the library skips the generator on faceless frames; the node chain draws one anyway (discarded at paste-back)
+        found = [0, 2]  # on the faceless frame the library returns the driver's crop, the node chain a black face
         pairs = {"faces": (generated[0][found], faces[found]), "image": (pasted[0], image), "mask": (pasted[1], mask)}
         print("node chain vs library, max |diff|:", {k: float((a - b).abs().max()) for k, (a, b) in pairs.items()})
         torch.testing.assert_close(generated[0][found], faces[found], rtol=0, atol=1e-4)
@@ -379,7 +444,7 @@ class TestReenact:
 
 # ----------------------------------------------------------------------------------------- host behaviours
 class TestHostBehaviours:
-    @pytest.mark.parametrize("run", ["aligned", "style", "shapes", "maps", "generated", "pasted", "reenacted"])
+    @pytest.mark.parametrize("run", ["aligned", "style", "shapes", "maps", "generated", "pasted", "reenacted", "scored"])
     def test_progress_bar_reaches_its_total(self, request, run):
         progress = request.getfixturevalue(run).progress
         assert progress, "no progress reported"

@@ -29,8 +29,8 @@ GOLDEN = Path(__file__).parent / "golden" / "pae_official.npz"
 
 
 @pytest.fixture(scope="module")
-def pae_root(tmp_path_factory) -> Path:
-    return write_pae_folder(tmp_path_factory.mktemp("pae"))
+def pae_root(pae_folder) -> Path:
+    return pae_folder
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,8 @@ NOTES = {
         "(see the pack's weights/README.md). Face Align finds and aligns both faces; Pose-Adapted Encode reads the "
         "source's style; Shape Recompose puts the source's 3D face shape in the driver's pose and expression; "
         "Shape Render draws it as depth + landmark maps (saved too, to inspect); Generate paints the face; "
-        "Paste Back blends it into the driving photo."
+        "Paste Back blends it into the driving photo. With the PAE weights in models/pasl/POE/ (optional), "
+        "Identity Score rates how much the result still looks like the source (1 = same embedding)."
     ),
     "photo_to_video": (
         "PASL on a video: one source photo, a driving video (core Load Video). PASL Reenact does every stage "

@@ -167,6 +167,10 @@ class FlameCodes:
         i %= self.batch_size
         return self[i : i + 1]
 
+    def select(self, rows: torch.Tensor) -> "FlameCodes":
+        """The batch entries at ``rows`` (a 1-d index or bool tensor), in that order."""
+        return FlameCodes(**{name: value[rows.to(value.device)] for name, value in self.items()})
+
     def replace(self, **fields: torch.Tensor) -> "FlameCodes":
         """A copy with some fields swapped (``codes.replace(shape=other.shape)``)."""
         unknown = sorted(set(fields) - set(FIELDS))
