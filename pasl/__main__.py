@@ -66,7 +66,9 @@ def _reenact(args: argparse.Namespace) -> None:
     device = _auto_device(args.device)
     precisions = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     dtype = precisions[args.precision] if args.precision != "auto" else (torch.float16 if device.type == "cuda" else torch.float32)
-    models = load_models(args.weights_dir, aeg=args.aeg, device=device, dtype=dtype)
+    models = load_models(args.weights_dir, aeg=args.aeg, device=device, dtype=dtype, identity="auto" if args.identity_score else None)
+    if args.identity_score:
+        models.require_identity()
     detector = make_detector(args.backend, args.weights_dir)
     options = ReenactOptions(
         mode=args.mode,
@@ -78,6 +80,7 @@ def _reenact(args: argparse.Namespace) -> None:
         color_match=args.color_match,
         cycle_check=args.cycle_check,
         refine_steps=args.refine_steps,
+        identity_score=args.identity_score,
         flatten=args.flatten,
         batch_size=args.batch_size,
     )
@@ -141,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--color-match", type=float, default=0.0, help="match the face's colours to the frame (0..1)")
     run.add_argument("--cycle-check", action="store_true", help="log the cycle-consistency error of the shapes")
     run.add_argument("--refine-steps", type=int, default=0, help="cycle-consistency refinement steps (0 = off)")
+    run.add_argument("--identity-score", action="store_true",
+                     help="report PAE-CSIM of every result to the source (needs the six POE/ files or an ArcFace IR-50)")
     run.add_argument("--flatten", action="store_true", help="the official test protocol's flattened maps")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     run.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",

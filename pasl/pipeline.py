@@ -19,7 +19,9 @@ from .align import FaceAlignment, NoFaceError, TemporalSmoother, align_faces, to
 from .composite import paste_back
 from .csg.cycle import CycleReport
 from .errors import PASLError
+from .identity import IdentityScores, encode_identity, score_identity
 from .models import PASLModels
+from .pae import IdentityReference
 from .shape import ShapeCodes, encode_shapes, recompose_shapes, render_conditioning
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ class ReenactOptions:
             (see :func:`pasl.composite.paste_back`).
         cycle_check: report the cycle-consistency error of every frame.
         refine_steps: cycle refinement steps of the recomposed codes (0 = off).
+        identity_score: score every generated face against the source with the PAE
+            networks (PAE-CSIM; the models need ``identity=...``, see :mod:`pasl.identity`).
         flatten: the official test protocol's "flattened" conditioning maps.
         batch_size: frames per generator call.
     """
@@ -58,6 +62,7 @@ class ReenactOptions:
     color_match: float = 0.0
     cycle_check: bool = False
     refine_steps: int = 0
+    identity_score: bool = False
     flatten: bool = False
     batch_size: int = 8
 
@@ -73,6 +78,8 @@ class SourceFace:
     shape: ShapeCodes
     """FLAME codes of the source (batch 1)."""
     alignment: FaceAlignment
+    identity: IdentityReference | None = None
+    """PAE embeddings and yaw of the source (with ``identity_score``)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,7 @@ class ReenactedChunk:
         has_face: ``(B,)`` bool.
         first_frame: index of the chunk's first frame in the whole clip.
         cycle: per-frame cycle errors of the frames with a face (``cycle_check``), else None.
+        identity: per-frame PAE-CSIM to the source (NaN without a face), with ``identity_score``.
     """
 
     faces: torch.Tensor
@@ -99,6 +107,7 @@ class ReenactedChunk:
     has_face: torch.Tensor
     first_frame: int = 0
     cycle: CycleReport | None = None
+    identity: IdentityScores | None = None
 
     @property
     def faceless_frames(self) -> list[int]:
@@ -111,16 +120,24 @@ class RunSummary:
 
     frames: int = 0
     faceless: list[int] = field(default_factory=list)
+    csim: list[float] = field(default_factory=list)
+    """PAE-CSIM of every scored face (``identity_score``)."""
 
     def add(self, chunk: ReenactedChunk) -> None:
         self.frames += int(chunk.has_face.numel())
         self.faceless += chunk.faceless_frames
+        if chunk.identity is not None:
+            self.csim += [v for v in chunk.identity.csim.tolist() if v == v]  # NaN (no face) left out
 
     def text(self) -> str:
         if not self.faceless:
-            return f"{self.frames} frames reenacted"
-        shown = ", ".join(map(str, self.faceless[:20])) + (" ..." if len(self.faceless) > 20 else "")
-        return f"{self.frames - len(self.faceless)} of {self.frames} frames reenacted; no face in frames {shown} (passed through unchanged)"
+            text = f"{self.frames} frames reenacted"
+        else:
+            shown = ", ".join(map(str, self.faceless[:20])) + (" ..." if len(self.faceless) > 20 else "")
+            text = f"{self.frames - len(self.faceless)} of {self.frames} frames reenacted; no face in frames {shown} (passed through unchanged)"
+        if self.csim:
+            text += f"; identity (PAE-CSIM to the source) mean {sum(self.csim) / len(self.csim):.4f}, min {min(self.csim):.4f}"
+        return text
 
 
 class Reenactor:
@@ -134,6 +151,8 @@ class Reenactor:
 
     def __init__(self, models: PASLModels, detector, options: ReenactOptions | None = None):
         models.require_shape_stage()
+        if options is not None and options.identity_score:
+            models.require_identity()
         self.models = models
         self.detector = detector
         self.options = options or ReenactOptions()
@@ -150,7 +169,8 @@ class Reenactor:
         with torch.inference_mode():
             style = models.aeg.style_encoder(crop.to(models.dtype))
             shape = encode_shapes(models.shape_encoder, crop, alignment.landmarks_crop.to(models.device), alignment.has_face)
-        return SourceFace(crop=crop, style=style, shape=shape, alignment=alignment)
+            identity = encode_identity(models, crop, alignment.landmarks_crop, alignment.has_face) if self.options.identity_score else None
+        return SourceFace(crop=crop, style=style, shape=shape, alignment=alignment, identity=identity)
 
     def _align(self, frames: list[torch.Tensor], smoother: TemporalSmoother | None) -> FaceAlignment:
         return align_faces(frames, select=self.options.select, detector=self.detector, smoother=smoother, require_face=False)
@@ -183,11 +203,15 @@ class Reenactor:
                 )
                 generated, maps_depth, maps_landmarks, report = self._generate(source, driver)
             faces[index], depth[index], landmarks[index] = generated.cpu(), maps_depth.cpu(), maps_landmarks.cpu()
+        identity = None
+        if self.options.identity_score and source.identity is not None:
+            with torch.inference_mode():
+                identity = score_identity(self.models, source.identity, faces, skip=~has_face)
 
         composite = masks = None
         if self.options.paste_back:
             composite, masks = self._paste(frame_list, faces, alignment, has_face)
-        return ReenactedChunk(faces, composite, masks, depth, landmarks, has_face, first_frame, report)
+        return ReenactedChunk(faces, composite, masks, depth, landmarks, has_face, first_frame, report, identity)
 
     def _paste(self, frames: list[torch.Tensor], faces: torch.Tensor, alignment: FaceAlignment, has_face: torch.Tensor):
         if len({tuple(f.shape) for f in frames}) != 1:

@@ -97,6 +97,13 @@ class TestCommandLine:
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("error: no AEG checkpoint found") and "drive.google.com" in err
 
+    def test_identity_score_without_encoders_is_one_line(self, folder, tmp_path, capsys):
+        source = write_image(tmp_path / "s.png", 64, 64)
+        code = cli(["reenact", "--source", str(source), "--driving", str(source), "--out", str(tmp_path / "o.png"),
+                    "--weights-dir", str(folder), "--identity-score"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("error: identity scores need the PAE networks") and "drive.google.com" in err
+
     def test_unreadable_source_is_explained(self, folder, tmp_path, capsys):
         bad = tmp_path / "s.png"
         bad.write_bytes(b"not an image")

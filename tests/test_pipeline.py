@@ -132,6 +132,35 @@ class TestReenact:
         assert result.faces.shape == (2, 3, 256, 256)
 
 
+@pytest.fixture(scope="module")
+def scored(folder, pae_folder):
+    """A 4-frame stream (frame 1 faceless) in chunks of 3, scored with the six PAE networks."""
+    models = load_models([folder, pae_folder], identity="auto")
+    reenactor = Reenactor(models, ScriptedDetector(), ReenactOptions(smoothing=0.0, identity_score=True))
+    source = reenactor.encode_source(frames(1, 300, 300))
+    summary = RunSummary()
+    chunks = list(reenactor.reenact_stream(source, frames_to_chunks(frames(4, dark=(1,)), 3), summary=summary))
+    return models, source, chunks, summary
+
+
+class TestIdentityScore:
+    def test_every_face_is_scored_against_the_source(self, scored):
+        models, source, chunks, summary = scored
+        assert source.identity is not None and sorted(source.identity.embeddings) == ["FF", "FP", "FS", "PP", "SP", "SS"]
+        csim = torch.cat([c.identity.csim for c in chunks])
+        assert torch.isnan(csim[1]) and not torch.isnan(csim[[0, 2, 3]]).any()
+        assert summary.csim == pytest.approx(csim[[0, 2, 3]].tolist())
+        assert f"identity (PAE-CSIM to the source) mean {float(csim[[0, 2, 3]].mean()):.4f}" in summary.text()
+        with torch.inference_mode():
+            direct, _ = models.pae.similarity(source.crop, chunks[0].faces[:1].to(models.device), source.identity.yaw,
+                                              chunks[0].identity.yaw[:1])
+        assert float(chunks[0].identity.csim[0]) == pytest.approx(float(direct[0]), abs=1e-5)
+
+    def test_asking_without_encoders_names_the_files(self, models):
+        with pytest.raises(MissingWeightError, match="PAE networks"):
+            Reenactor(models, ScriptedDetector(), ReenactOptions(identity_score=True))
+
+
 def test_explicit_flame_file_finds_its_landmark_embedding_by_name(folder):
     models = load_models([folder], flame=folder / "generic_model.pkl")
     assert models.flame is not None and models.missing == ()
