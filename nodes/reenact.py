@@ -34,6 +34,9 @@ class PASLReenact(io.ComfyNode):
                 io.Boolean.Input("paste_back", default=True, tooltip="Blend into the driving frames; off = 256x256 faces."),
                 io.Float.Input("color_match", default=0.0, min=0.0, max=1.0, step=0.05),
                 io.Boolean.Input("source_is_crop", default=False, tooltip="The source is already an aligned 256 face crop."),
+                io.Boolean.Input("identity_score", default=False, optional=True,
+                                 tooltip="Add the PAE identity score (CSIM to the source) of every result to the report; "
+                                 "needs identity encoders in PASL Load Models."),
             ],
             outputs=[
                 io.Image.Output(display_name="image"),
@@ -44,9 +47,11 @@ class PASLReenact(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, models, source, driving, mode, backend, smoothing, lock_scale, paste_back, color_match, source_is_crop) -> io.NodeOutput:
+    def execute(cls, models, source, driving, mode, backend, smoothing, lock_scale, paste_back, color_match, source_is_crop,
+                identity_score=False) -> io.NodeOutput:
         options = ReenactOptions(mode=mode, smoothing=smoothing, lock_scale=lock_scale, paste_back=paste_back,
-                                 color_match=color_match, source_alignment="resize" if source_is_crop else "align")
+                                 color_match=color_match, source_alignment="resize" if source_is_crop else "align",
+                                 identity_score=identity_score)
         reenactor = Reenactor(models.load(), detector(backend), options)
         face = reenactor.encode_source(images_to_bchw(source[:1], torch.device("cpu"), torch.float32))
         progress = Progress(driving.shape[0])

@@ -62,3 +62,11 @@ def face_like_images(seed: int, batch: int, size: int = 256) -> torch.Tensor:
     fine = torch.from_numpy(rng.uniform(-0.05, 0.05, size=(batch, 3, size, size)).astype(np.float32))
     smooth = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
     return (smooth + fine).clamp(0, 1)
+
+
+def link_pae_files(pae_root: Path, models_folder: Path) -> None:
+    """Symlink ``pae_root``'s ``POE/<pair>/*.pth`` into ``models_folder`` (the six files hold 1 GB)."""
+    for path in pae_root.rglob("*.pth"):
+        link = models_folder / path.relative_to(pae_root)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(path)

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from host_harness import PACK_NAME, REPO, ComfyServer, RunResult, comfyui_dirs, load_json, pack_node_ids, require_host, ui_to_api
+from pae_synthetic import link_pae_files
 from pipeline_synthetic import weights_folder
 from synthetic import aeg_inputs
 from workflow_inputs import UPSCALER, write_face_inputs, write_upscaler
@@ -72,10 +73,7 @@ def host(request, tmp_path_factory, pae_folder) -> Host:
     require_host(tree)
     base = tmp_path_factory.mktemp("comfy_base")
     weights_folder(base / "models" / "pasl")  # AEG (seed 0), DECA, FLAME, topology: official formats
-    for path in pae_folder.rglob("*.pth"):  # the six PAE networks in their POE/ folders (linked)
-        link = base / "models" / "pasl" / path.relative_to(pae_folder)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(path)
+    link_pae_files(pae_folder, base / "models" / "pasl")  # the six PAE networks in their POE/ folders
     write_upscaler(base / "models" / "upscale_models" / UPSCALER)
     with open(base / "models" / "pasl" / CHECKPOINT, "rb") as whole, open(base / "models" / "pasl" / TRUNCATED, "wb") as cut:
         cut.write(whole.read(1 << 20))

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 
+from pae_synthetic import link_pae_files
 from pipeline_synthetic import ScriptedDetector, weights_folder
 from test_host_comfyui import CONTRACT
 
@@ -80,10 +81,7 @@ def host(tmp_path_factory, pae_folder) -> Host:
     base = tmp_path_factory.mktemp("comfy_base")
     models_dir = base / "models"
     weights_folder(models_dir / "pasl")
-    for path in pae_folder.rglob("*.pth"):  # the six PAE networks, linked (1 GB)
-        link = models_dir / "pasl" / path.relative_to(pae_folder)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(path)
+    link_pae_files(pae_folder, models_dir / "pasl")
     (models_dir / "pasl" / "older").mkdir()
     (models_dir / "pasl" / "older" / "100000_nets_ema.ckpt").write_bytes(b"listed by name only")
     (models_dir / "pasl" / "notes.txt").write_text("not a weight file")
@@ -422,6 +420,13 @@ class TestPasteBack:
 
 # ----------------------------------------------------------------------------------------- Reenact
 class TestReenact:
+    def test_identity_score_goes_into_the_report(self, host, models, driving, reenacted):
+        run = host.run(host.node("PASLReenact"), models=models[0], source=_frames(1, 300, 300, seed=1), driving=driving,
+                       mode="recompose", backend="auto", smoothing=0.0, lock_scale=False, paste_back=True, color_match=0.0,
+                       source_is_crop=False, identity_score=True)
+        assert run[3].startswith(reenacted[3] + "; identity (PAE-CSIM to the source) mean ")
+        torch.testing.assert_close(run[0], reenacted[0])  # scoring changes nothing else
+
     def test_three_frames_end_to_end(self, reenacted, driving):
         image, faces, mask, report = reenacted.outputs
         assert image.shape == (3, HEIGHT, WIDTH, 3) and faces.shape == (3, 256, 256, 3) and mask.shape == (3, HEIGHT, WIDTH)
