@@ -45,7 +45,8 @@ class PASLFaceAlign(io.ComfyNode):
         progress = Progress(images.shape[0])
         parts = []
         for part in chunks(images.shape[0], FRAMES_PER_STEP):
-            parts.append(align_faces(images[part], select=select, mode=mode, detector=found, smoother=smoother, require_face=False))
+            parts.append(align_faces(images[part], select=select, mode=mode, detector=found, smoother=smoother,
+                                     require_face=False, warp="cv2"))  # cv2: the official crop, bit for bit
             progress.step(part.stop - part.start)
         alignment = FaceAlignment.cat(parts).to("cpu")
         if mode == "align" and not bool(alignment.has_face.any()):

@@ -131,12 +131,17 @@ _DETECTORS: dict[tuple, object] = {}
 
 
 def detector(backend: str):
-    """A face detector, created once per backend and reused (its models load once)."""
+    """A face detector, created once per backend and reused (its models load once).
+
+    Also reachable by the name it reports (``"auto"`` resolves to ``"fan"`` or ``"dlib"``), which
+    is what a ``PASL_ALIGN`` records: later stages then reuse the same models.
+    """
     from ..pasl.align import make_detector
 
     key = (backend, tuple(folders()))
     if key not in _DETECTORS:
-        _DETECTORS[key] = make_detector(backend, weights_dir=folders())
+        found = make_detector(backend, weights_dir=folders())
+        _DETECTORS[key] = _DETECTORS.setdefault((found.name, key[1]), found)
     return _DETECTORS[key]
 
 

@@ -7,8 +7,8 @@ from comfy_api.v0_0_2 import io
 
 from ..pasl.csg.codes import RECOMPOSE_MODES
 from ..pasl.csg.cycle import CycleReport
-from ..pasl.shape import ShapeCodes, encode_shapes, recompose_shapes
-from .host import Progress, chunks
+from ..pasl.shape import CROP_LANDMARKS, ShapeCodes, detect_crop_landmarks, encode_shapes, recompose_shapes
+from .host import Progress, chunks, detector
 
 FRAMES_PER_STEP = 16
 
@@ -31,20 +31,29 @@ class PASLShapeRecompose(io.ComfyNode):
                                "shape_only = the VoxCeleb test protocol."),
                 io.Boolean.Input("cycle_check", default=False, tooltip="Measure how well each shape survives render -> re-encode."),
                 io.Int.Input("refine_steps", default=0, min=0, max=20, tooltip="Cycle-consistency refinement steps (slow; 0 = off)."),
+                io.Combo.Input("crop_landmarks", options=list(CROP_LANDMARKS), default="redetect", optional=True,
+                               tooltip="redetect = DECA's own landmark pass on each aligned crop (the official code); "
+                               "mapped = reuse Face Align's landmarks (one detection cheaper, slightly different crops)."),
             ],
             outputs=[io.Custom("PASL_SHAPE").Output(display_name="shape"), io.String.Output(display_name="cycle_report")],
         )
 
     @classmethod
-    def execute(cls, models, source_align, driver_align, mode, cycle_check, refine_steps) -> io.NodeOutput:
+    def execute(cls, models, source_align, driver_align, mode, cycle_check, refine_steps, crop_landmarks="redetect") -> io.NodeOutput:
         loaded = models.load()
         loaded.require_shape_stage()
         progress = Progress(len(driver_align) + 1)
 
+        def landmarks(alignment, part: slice) -> tuple[torch.Tensor, torch.Tensor]:
+            if crop_landmarks == "redetect" and alignment.backend:  # the detector that aligned them, reused
+                return detect_crop_landmarks(detector(alignment.backend), alignment.crops[part])
+            return alignment.landmarks_crop[part], alignment.has_face[part]
+
         def encode(alignment, part: slice) -> ShapeCodes:
+            points, found = landmarks(alignment, part)
             with torch.inference_mode():
-                codes = encode_shapes(loaded.shape_encoder, alignment.crops[part].to(loaded.device),
-                                      alignment.landmarks_crop[part].to(loaded.device), alignment.has_face[part])
+                codes = encode_shapes(loaded.shape_encoder, alignment.crops[part].to(loaded.device), points.to(loaded.device), found)
+            codes = codes.with_faces(alignment.has_face[part])  # frames without a face render as empty maps
             progress.step(part.stop - part.start)
             return codes
 

@@ -13,6 +13,9 @@ import sys
 
 from .errors import PASLError
 
+PRESET_NAMES = ("paper", "official-demo", "official-test")
+"""``pasl.pipeline.PRESETS`` by name (the pipeline, and torch, load only when a command runs)."""
+
 
 def _convert_weights(args: argparse.Namespace) -> dict:
     """AEG checkpoints and DECA's deca_model.tar, told apart by their contents."""
@@ -69,19 +72,23 @@ def _reenact(args: argparse.Namespace) -> None:
     models = load_models(args.weights_dir, aeg=args.aeg, device=device, dtype=dtype, identity="auto" if args.identity_score else None)
     if args.identity_score:
         models.require_identity()
-    detector = make_detector(args.backend, args.weights_dir)
-    options = ReenactOptions(
-        mode=args.mode,
-        source_alignment="resize" if args.source_is_crop else "align",
-        select=int(args.select) if args.select.isdigit() else args.select,
-        smoothing=args.smoothing,
+    official = args.preset.startswith("official")
+    detector = make_detector(args.backend or ("fan" if official else "auto"), args.weights_dir)
+    chosen = {  # what the user set explicitly wins over the preset
+        "mode": args.mode, "paste_back": args.paste_back, "smoothing": args.smoothing, "flatten": args.flatten,
+        "select": None if args.select is None else (int(args.select) if args.select.isdigit() else args.select),
+        "source_alignment": "resize" if args.source_is_crop else None,
+        "driver_alignment": "resize" if args.driver_is_crop else None,
+        "crop_landmarks": args.crop_landmarks, "warp": args.warp, "output_rounding": args.rounding,
+    }
+    options = ReenactOptions.preset(
+        args.preset,
+        **{k: v for k, v in chosen.items() if v is not None},
         lock_scale=args.lock_scale,
-        paste_back=args.paste_back,
         color_match=args.color_match,
         cycle_check=args.cycle_check,
         refine_steps=args.refine_steps,
         identity_score=args.identity_score,
-        flatten=args.flatten,
         batch_size=args.batch_size,
     )
 
@@ -132,21 +139,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="output image, folder, or video file (.mp4) for a video driver")
     run.add_argument("--weights-dir", action="append", default=[], help="folder with the weight files (repeatable)")
     run.add_argument("--aeg", help="a specific AEG checkpoint (default: 204000_nets_ema.ckpt if found)")
-    run.add_argument("--mode", choices=["recompose", "reference", "shape_only"], default="recompose",
-                     help="recompose = the paper (source shape, driver motion); reference = the official demo")
-    run.add_argument("--paste-back", action=argparse.BooleanOptionalAction, default=True,
+    run.add_argument("--preset", choices=PRESET_NAMES, default="paper",
+                     help="paper (default); official-demo / official-test: the authors' two inference paths, for "
+                     "their numbers (FAN backend; explicit options below still win)")
+    run.add_argument("--mode", choices=["recompose", "reference", "shape_only"], default=None,
+                     help="recompose = the paper (source shape, driver motion; default); reference = the official demo")
+    run.add_argument("--paste-back", action=argparse.BooleanOptionalAction, default=None,
                      help="blend the face into the driving frame (default) or write 256x256 crops")
     run.add_argument("--source-is-crop", action="store_true", help="the source is already an aligned 256 face crop")
-    run.add_argument("--backend", choices=["auto", "fan", "dlib", "dlib-hog"], default="auto", help="face detector")
-    run.add_argument("--select", default="largest", help="face to use when several: largest, central or an index")
-    run.add_argument("--smoothing", type=float, default=1.0, help="temporal smoothing of a video driver (0 = off)")
+    run.add_argument("--driver-is-crop", action="store_true", help="the driving images are already aligned 256 face crops")
+    run.add_argument("--backend", choices=["auto", "fan", "dlib", "dlib-hog"], default=None,
+                     help="face detector (default auto: FAN when its files are found, else dlib; fan for the official presets)")
+    run.add_argument("--select", default=None, help="face to use when several: largest (default), central, score or an index")
+    run.add_argument("--smoothing", type=float, default=None, help="temporal smoothing of a video driver (default 1; 0 = off)")
+    run.add_argument("--crop-landmarks", choices=["redetect", "mapped"], default=None,
+                     help="DECA's crop from its own landmark pass on the aligned crop (redetect, official; default) "
+                     "or from the aligner's landmarks (mapped, faster)")
+    run.add_argument("--warp", choices=["cv2", "torch"], default=None, help="aligned crop by cv2 (official, default) or torch")
+    run.add_argument("--rounding", choices=["round", "truncate"], default=None,
+                     help="8-bit output: round (default) or truncate (the official demo)")
     run.add_argument("--lock-scale", action="store_true", help="keep the video crop's scale fixed (no head-size wobble)")
     run.add_argument("--color-match", type=float, default=0.0, help="match the face's colours to the frame (0..1)")
     run.add_argument("--cycle-check", action="store_true", help="log the cycle-consistency error of the shapes")
     run.add_argument("--refine-steps", type=int, default=0, help="cycle-consistency refinement steps (0 = off)")
     run.add_argument("--identity-score", action="store_true",
                      help="report PAE-CSIM of every result to the source (needs the six POE/ files or an ArcFace IR-50)")
-    run.add_argument("--flatten", action="store_true", help="the official test protocol's flattened maps")
+    run.add_argument("--flatten", action="store_true", default=None, help="the official test protocol's flattened maps")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     run.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
                      help="AEG precision (auto: fp16 on CUDA like the official demo, else fp32)")

@@ -32,14 +32,14 @@ def read_rgb(path: str | Path) -> np.ndarray:
         raise ValueError(f"{path} could not be read as an image: {err}") from None
 
 
-def _output_images(chunk: ReenactedChunk) -> torch.Tensor:
+def _output_images(chunk: ReenactedChunk, rounding: str = "round") -> torch.Tensor:
     images = chunk.frames if chunk.frames is not None else chunk.faces
-    return to_uint8(images).permute(0, 2, 3, 1)  # (B, H, W, 3) uint8
+    return to_uint8(images, rounding).permute(0, 2, 3, 1)  # (B, H, W, 3) uint8
 
 
-def _save_image(chunk: ReenactedChunk, path: Path) -> None:
+def _save_image(chunk: ReenactedChunk, path: Path, rounding: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(_output_images(chunk)[0].numpy()).save(path)
+    Image.fromarray(_output_images(chunk, rounding)[0].numpy()).save(path)
 
 
 def reenact_files(
@@ -59,6 +59,7 @@ def reenact_files(
     ``progress(done, total)`` is called after every chunk (total 0 when unknown).
     """
     source, driving, out = Path(source), Path(driving), Path(out)
+    rounding = reenactor.options.output_rounding
     face = reenactor.encode_source(read_rgb(source))
     summary = RunSummary()
     if driving.is_dir():
@@ -68,7 +69,7 @@ def reenact_files(
         for index, path in enumerate(images):
             chunk = reenactor.reenact(face, read_rgb(path), first_frame=index)
             summary.add(chunk)
-            _save_image(chunk, out / f"{path.stem}.png")
+            _save_image(chunk, out / f"{path.stem}.png", rounding)
             if progress:
                 progress(index + 1, len(images))
     elif is_video(driving):
@@ -78,12 +79,12 @@ def reenact_files(
         with VideoWriter(out, info.fps, audio_from=driving if info.has_audio else None) as writer:
             chunks = (torch.from_numpy(c).permute(0, 3, 1, 2).float().div(255) for c in iter_frame_chunks(driving, chunk_size))
             for chunk in reenactor.reenact_stream(face, chunks, fps=float(info.fps), summary=summary):
-                writer.write(_output_images(chunk).numpy())
+                writer.write(_output_images(chunk, rounding).numpy())
                 if progress:
                     progress(summary.frames, info.frames)
     else:
         chunk = reenactor.reenact(face, read_rgb(driving))
         summary.add(chunk)
-        _save_image(chunk, out)
+        _save_image(chunk, out, rounding)
     log.info("%s", summary.text())
     return summary

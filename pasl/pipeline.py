@@ -9,20 +9,23 @@ Frames without a face come back unchanged and are listed in each chunk's result.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
-from .align import FaceAlignment, NoFaceError, TemporalSmoother, align_faces, to_frames
+from .align import ALIGN_MODES, WARPS, FaceAlignment, NoFaceError, TemporalSmoother, align_faces, to_frames
 from .composite import paste_back
 from .csg.cycle import CycleReport
 from .errors import PASLError
 from .identity import IdentityScores, encode_identity, score_identity
 from .models import PASLModels
 from .pae import IdentityReference
-from .shape import ShapeCodes, encode_shapes, recompose_shapes, render_conditioning
+from .csg.codes import RECOMPOSE_MODES
+from .imageops import QUANTIZE_MODES
+from .shape import CROP_LANDMARKS, ShapeCodes, detect_crop_landmarks, encode_shapes, recompose_shapes, render_conditioning
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,10 @@ class ReenactOptions:
             ``"reference"`` (the official demo: the driver's own shape) or ``"shape_only"``.
         source_alignment: ``"align"`` (detect and align the source like the driver) or
             ``"resize"`` (the source is already an aligned crop, as in the official demos).
-        select: which face when several: ``"largest"``, ``"central"`` or an index.
+        driver_alignment: the same for the driving frames (``"resize"``: already aligned
+            256 crops, as in the official test lists).
+        select: which face when several: ``"largest"``, ``"central"``, ``"score"`` (the
+            detector's first, as the official code) or an index.
         smoothing: temporal smoothing of the driver's crops (0 = off; video only).
         lock_scale: keep the driver crop's scale fixed over a clip (no "breathing").
         paste_back: blend the generated face into the driving frame; else return crops.
@@ -48,6 +54,15 @@ class ReenactOptions:
             networks (PAE-CSIM; the models need ``identity=...``, see :mod:`pasl.identity`).
         flatten: the official test protocol's "flattened" conditioning maps.
         batch_size: frames per generator call.
+        crop_landmarks: DECA's crop box from a second landmark pass on each aligned crop
+            (``"redetect"``, the official code; see :func:`pasl.shape.detect_crop_landmarks`)
+            or from the aligner's points mapped into the crop (``"mapped"``, one detection cheaper).
+        warp: the aligned crop by ``"cv2"`` (``cv2.warpAffine`` on 8 bit, bit-exact with the
+            official crop) or ``"torch"`` (``grid_sample``; no 8-bit step).
+        output_rounding: how files are quantised to 8 bit: ``"round"`` or ``"truncate"``
+            (the official demos' ``mul(255).byte()``).
+
+    :meth:`preset` gives the official demo's and test protocol's settings.
     """
 
     mode: str = "recompose"
@@ -65,6 +80,41 @@ class ReenactOptions:
     identity_score: bool = False
     flatten: bool = False
     batch_size: int = 8
+    driver_alignment: str = "align"
+    crop_landmarks: str = "redetect"
+    warp: str = "cv2"
+    output_rounding: str = "round"
+
+    def __post_init__(self) -> None:
+        choices = {
+            "mode": tuple(RECOMPOSE_MODES), "source_alignment": ALIGN_MODES, "driver_alignment": ALIGN_MODES,
+            "crop_landmarks": CROP_LANDMARKS, "warp": WARPS, "output_rounding": QUANTIZE_MODES,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"ReenactOptions.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+
+    @classmethod
+    def preset(cls, name: str, **changes: Any) -> "ReenactOptions":
+        """Options of a named preset (:data:`PRESETS`), with ``changes`` on top."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+        return dataclasses.replace(cls(**PRESETS[name]), **changes)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    # demo_video.py / demo_cam.py: source crops resized, driver aligned from FAN's first face, the driver's own
+    # shape, DECA's box from a second FAN pass (no flip), aligned 256 output truncated to 8 bit
+    "official-demo": dict(mode="reference", source_alignment="resize", select="score", smoothing=0.0, paste_back=False,
+                          crop_landmarks="redetect", warp="cv2", output_rounding="truncate"),
+    # test_sample_mpie.py: pre-cropped 256 sources and drivers, recomposed shape, flattened maps, rounded PNGs
+    "official-test": dict(mode="recompose", source_alignment="resize", driver_alignment="resize", select="score",
+                          smoothing=0.0, paste_back=False, crop_landmarks="redetect", warp="cv2", flatten=True,
+                          output_rounding="round"),
+}
+"""Named option sets: ``paper`` (the defaults) and the two official inference paths (pasl-reference §1).
+For the official numbers use the ``fan`` alignment backend, and fp16 on CUDA for the demo, fp32 for the test."""
 
 
 @dataclass(frozen=True)
@@ -159,7 +209,8 @@ class Reenactor:
 
     def encode_source(self, image: Any) -> SourceFace:
         """Align (or resize) the source image, then its style code and FLAME codes."""
-        alignment = align_faces(image, select=self.options.select, mode=self.options.source_alignment, detector=self.detector)
+        alignment = align_faces(image, select=self.options.select, mode=self.options.source_alignment, detector=self.detector,
+                                warp=self.options.warp)
         if len(alignment) != 1:
             raise ValueError(f"give one source image, got {len(alignment)}")
         if not bool(alignment.has_face[0]) and self.options.source_alignment == "resize":
@@ -168,12 +219,21 @@ class Reenactor:
         crop = alignment.crops.to(models.device)
         with torch.inference_mode():
             style = models.aeg.style_encoder(crop.to(models.dtype))
-            shape = encode_shapes(models.shape_encoder, crop, alignment.landmarks_crop.to(models.device), alignment.has_face)
-            identity = encode_identity(models, crop, alignment.landmarks_crop, alignment.has_face) if self.options.identity_score else None
+            landmarks, found = self._crop_landmarks(alignment.crops, alignment.landmarks_crop, alignment.has_face)
+            shape = encode_shapes(models.shape_encoder, crop, landmarks.to(models.device), found)
+            identity = encode_identity(models, crop, landmarks, found) if self.options.identity_score else None
         return SourceFace(crop=crop, style=style, shape=shape, alignment=alignment, identity=identity)
 
+    def _crop_landmarks(self, crops: torch.Tensor, mapped: torch.Tensor, has_face: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Landmarks (and found flags) DECA's crop is boxed from, per :attr:`ReenactOptions.crop_landmarks`."""
+        if self.options.crop_landmarks == "redetect":
+            return detect_crop_landmarks(self.detector, crops)
+        return mapped.cpu(), has_face.cpu()
+
     def _align(self, frames: list[torch.Tensor], smoother: TemporalSmoother | None) -> FaceAlignment:
-        return align_faces(frames, select=self.options.select, detector=self.detector, smoother=smoother, require_face=False)
+        o = self.options
+        return align_faces(frames, select=o.select, mode=o.driver_alignment, detector=self.detector, smoother=smoother,
+                           require_face=False, warp=o.warp)
 
     def _generate(self, source: SourceFace, driver: ShapeCodes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, CycleReport | None]:
         models, options = self.models, self.options
@@ -198,9 +258,8 @@ class Reenactor:
         if index.numel():
             models = self.models
             with torch.inference_mode():  # refine_codes switches gradients back on for itself
-                driver = encode_shapes(
-                    models.shape_encoder, alignment.crops[index].to(models.device), alignment.landmarks_crop[index].to(models.device)
-                )
+                points, found = self._crop_landmarks(alignment.crops[index], alignment.landmarks_crop[index], has_face[index])
+                driver = encode_shapes(models.shape_encoder, alignment.crops[index].to(models.device), points.to(models.device), found)
                 generated, maps_depth, maps_landmarks, report = self._generate(source, driver)
             faces[index], depth[index], landmarks[index] = generated.cpu(), maps_depth.cpu(), maps_landmarks.cpu()
         identity = None

@@ -46,6 +46,10 @@ class ShapeCodes:
         """``(B,)`` bool on the CPU: which entries hold a real face."""
         return torch.ones(self.batch_size, dtype=torch.bool) if self.has_face is None else self.has_face.cpu().bool()
 
+    def with_faces(self, has_face: torch.Tensor | None) -> "ShapeCodes":
+        """The same codes, flagged per entry as holding a face or not (for :func:`render_conditioning`)."""
+        return ShapeCodes(self.codes, self.tform, None if has_face is None else torch.as_tensor(has_face).cpu().bool())
+
     def with_codes(self, codes: FlameCodes) -> "ShapeCodes":
         return ShapeCodes(codes, self.tform, self.has_face)
 
@@ -56,6 +60,39 @@ class ShapeCodes:
     def cat(cls, parts: "list[ShapeCodes]") -> "ShapeCodes":
         has_face = None if all(p.has_face is None for p in parts) else torch.cat([p.face_mask for p in parts])
         return cls(FlameCodes.cat([p.codes for p in parts]), torch.cat([p.tform for p in parts]), has_face)
+
+
+CROP_LANDMARKS = ("redetect", "mapped")
+"""Where DECA's crop box comes from (:func:`detect_crop_landmarks`, or the aligner's points)."""
+
+
+def detect_crop_landmarks(detector, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """DECA's own landmark pass on aligned crops, as the official ``TestData`` does.
+
+    The official code runs a second detector on each 256 crop (FAN without flip input)
+    and boxes the first face's 68 points; without a face it crops the whole image. The
+    aligner's landmarks mapped into the crop (``FaceAlignment.landmarks_crop``) are nearly
+    the same points, one detection cheaper, but not the same numbers.
+
+    Args:
+        detector: a :class:`pasl.align.Detector`; its :meth:`for_crop_landmarks` runs.
+        crops: ``(B, 3, H, W)`` RGB in [0, 1] (quantised to 8 bit, like the official uint8 crop).
+
+    Returns:
+        ``(landmarks, found)``: ``(B, 68, 2)`` float32 crop pixels (zeros where no face) and
+        ``(B,)`` bool, ready for :func:`encode_shapes`.
+    """
+    from .imageops import to_uint8
+
+    second = detector.for_crop_landmarks()
+    images = to_uint8(crops.detach().float().cpu()).permute(0, 2, 3, 1).numpy()
+    landmarks = torch.zeros(crops.shape[0], 68, 2)
+    found = torch.zeros(crops.shape[0], dtype=torch.bool)
+    for i, image in enumerate(images):
+        faces = second.detect(image)
+        if faces:  # the official code takes the first face: the detector's highest score
+            landmarks[i], found[i] = faces[0].landmarks.float(), True
+    return landmarks, found
 
 
 def encode_shapes(encoder, crops: torch.Tensor, landmarks_crop: torch.Tensor, has_face: torch.Tensor | None = None) -> ShapeCodes:
@@ -82,7 +119,7 @@ def encode_shapes(encoder, crops: torch.Tensor, landmarks_crop: torch.Tensor, ha
     tform = deca_crop_transform(landmarks.to(device), face_found=found.to(device), image_size=(ALIGNED_SIZE, ALIGNED_SIZE))
     images = deca_crop(crops.to(device=device, dtype=torch.float32), tform)
     codes = encoder(images).to(torch.float32)
-    return ShapeCodes(codes, tform.to(torch.float32), None if has_face is None else found.cpu())
+    return ShapeCodes(codes, tform.to(torch.float32))
 
 
 def render_conditioning(flame, faces: torch.Tensor, shapes: ShapeCodes, flatten: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

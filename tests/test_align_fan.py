@@ -202,3 +202,42 @@ class TestRealWeights:
         from pasl.align import read_image
 
         assert make_detector("fan").detect(read_image(FACES / "noface" / "skimage_coffee.png")) == []
+
+
+class TestDecaLandmarkPass:
+    """DECA's second landmark pass on the aligned 256 crop (decalib ``detectors.FAN``: FAN without flip,
+    first face), then its crop box: numbers from the official code in ``tests/golden/deca_pass_official.npz``."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def official(cls):
+        return np.load(Path(__file__).parent / "golden" / "deca_pass_official.npz")
+
+    def test_second_pass_is_fan_without_flip_sharing_the_networks(self, detector):
+        second = detector.for_crop_landmarks()
+        assert detector.flip_input and not second.flip_input
+        assert second.fan is detector.fan and second.s3fd is detector.s3fd
+        assert second.for_crop_landmarks() is second
+
+    def test_landmarks_and_deca_crop_equal_official(self, detector, official, opencv):
+        from pasl.csg.crop import deca_crop_transform
+        from pasl.shape import detect_crop_landmarks
+
+        crop = opencv.resize(golden_image().numpy(), (256, 256), interpolation=opencv.INTER_LINEAR)
+        assert int(crop.astype(np.int64).sum()) == int(official["crop256_sum"])
+        crops = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255.0
+        landmarks, found = detect_crop_landmarks(detector, crops)
+        assert found.tolist() == [True]
+        np.testing.assert_array_equal(landmarks[0].numpy(), official["landmarks"])
+        tform = deca_crop_transform(landmarks.double(), face_found=found, image_size=(256, 256))
+        np.testing.assert_allclose(tform[0].numpy(), official["tform"], rtol=1e-6, atol=1e-6)  # TestData returns float32
+
+    def test_no_face_in_the_crop_means_the_whole_crop(self):
+        from pasl.shape import detect_crop_landmarks
+        from pipeline_synthetic import ScriptedDetector
+
+        crops = torch.zeros(3, 3, 256, 256)
+        crops[1] = 0.5  # the scripted detector finds a face in frames that are not dark
+        landmarks, found = detect_crop_landmarks(ScriptedDetector(), crops)
+        assert found.tolist() == [False, True, False]
+        assert float(landmarks[[0, 2]].abs().max()) == 0.0 and float(landmarks[1].abs().max()) > 0

@@ -125,3 +125,22 @@ class TestCommandLine:
         assert result.shape == original.shape
         changed = np.abs(result.astype(int) - original.astype(int)).max(-1) > 0
         assert 0.01 < changed.mean() < 0.5  # the face region changed, the rest of the photo did not
+
+
+def test_official_demo_preset_from_the_command_line(folder, tmp_path, capsys):
+    """The demo's path (driver's own shape, 256 crop out, truncated to 8 bit) with the offline detector;
+    ``--rounding round`` changes only the quantisation."""
+    photo = Path(__file__).resolve().parents[2] / "shared" / "assets" / "faces" / "photos" / "facerec_obama.jpg"
+    pytest.importorskip("dlib")
+    if not photo.exists():
+        pytest.skip("../shared/assets is not available")
+    common = ["reenact", "--source", str(photo), "--driving", str(photo), "--weights-dir", str(folder),
+              "--preset", "official-demo", "--backend", "dlib-hog"]
+    assert cli(common + ["--out", str(tmp_path / "truncated.png")]) == 0
+    assert cli(common + ["--out", str(tmp_path / "rounded.png"), "--rounding", "round"]) == 0
+    truncated = np.asarray(Image.open(tmp_path / "truncated.png")).astype(int)
+    rounded = np.asarray(Image.open(tmp_path / "rounded.png")).astype(int)
+    assert truncated.shape == (256, 256, 3)  # the aligned crop, not pasted back
+    difference = rounded - truncated
+    assert difference.min() >= 0 and difference.max() <= 1 and 0.2 < (difference == 1).mean() < 0.8
+    assert "1 frames reenacted" in capsys.readouterr().out

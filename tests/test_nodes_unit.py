@@ -105,7 +105,7 @@ def host(tmp_path_factory, pae_folder) -> Host:
             return scripted
 
         with pytest.MonkeyPatch.context() as patch:
-            for module in ("align", "reenact"):
+            for module in ("align", "reenact", "shape"):
                 patch.setattr(sys.modules[f"{PACK}.nodes.{module}"], "detector", detector)
             yield Host(nodes, base, sys.modules[PACK], io, double_execution.run_node, double_execution.validate,
                        double_execution.fingerprint, mm, comfy.utils, folder_paths, backends, scripted)

@@ -12,6 +12,7 @@ from pasl.align import NoFaceError
 from pasl.errors import MissingWeightError
 from pasl.models import load_models
 from pasl.pipeline import ReenactOptions, Reenactor, RunSummary, frames_to_chunks
+from pasl.shape import encode_shapes
 from pipeline_synthetic import ScriptedDetector, weights_folder
 
 
@@ -164,3 +165,44 @@ class TestIdentityScore:
 def test_explicit_flame_file_finds_its_landmark_embedding_by_name(folder):
     models = load_models([folder], flame=folder / "generic_model.pkl")
     assert models.flame is not None and models.missing == ()
+
+
+class TestOfficialPaths:
+    def test_preset_names_match_the_command_line(self):
+        from pasl.__main__ import PRESET_NAMES
+        from pasl.pipeline import PRESETS
+
+        assert PRESET_NAMES == tuple(PRESETS)
+
+    def test_presets_and_their_overrides(self):
+        demo = ReenactOptions.preset("official-demo")
+        assert (demo.mode, demo.source_alignment, demo.driver_alignment, demo.select) == ("reference", "resize", "align", "score")
+        assert (demo.crop_landmarks, demo.warp, demo.output_rounding, demo.paste_back, demo.flatten) == ("redetect", "cv2", "truncate", False, False)
+        test = ReenactOptions.preset("official-test", batch_size=16)
+        assert (test.mode, test.driver_alignment, test.flatten, test.output_rounding, test.batch_size) == ("recompose", "resize", True, "round", 16)
+        assert ReenactOptions.preset("paper") == ReenactOptions()
+        with pytest.raises(ValueError, match="unknown preset 'demo'"):
+            ReenactOptions.preset("demo")
+        with pytest.raises(ValueError, match="crop_landmarks must be one of redetect, mapped, got 'both'"):
+            ReenactOptions(crop_landmarks="both")
+
+    def test_deca_crop_comes_from_the_second_landmark_pass(self, models):
+        """``redetect`` boxes DECA's crop with landmarks found again on the aligned crop (the official TestData);
+        ``mapped`` reuses the aligner's. The scripted detector puts a face in the middle of whatever it sees,
+        so the two give different crops, and ``redetect`` equals the stages called by hand."""
+        from pasl.shape import detect_crop_landmarks, render_conditioning
+
+        detector = ScriptedDetector()
+        driving = frames(1, 300, 260)
+        results = {}
+        for rule in ("redetect", "mapped"):
+            r = Reenactor(models, detector, ReenactOptions(smoothing=0.0, paste_back=False, mode="reference", crop_landmarks=rule))
+            results[rule] = r.reenact(r.encode_source(frames(1, 300, 300)), driving)
+        assert float((results["redetect"].depth - results["mapped"].depth).abs().max()) > 0.1
+        alignment = Reenactor(models, detector, ReenactOptions(smoothing=0.0))._align([driving[0]], None)
+        points, found = detect_crop_landmarks(detector, alignment.crops)
+        with torch.inference_mode():
+            codes = encode_shapes(models.shape_encoder, alignment.crops, points, found)
+            depth, landmarks = render_conditioning(models.flame, models.faces, codes)
+        torch.testing.assert_close(results["redetect"].depth, depth)
+        torch.testing.assert_close(results["redetect"].landmarks, landmarks)

@@ -21,6 +21,7 @@ Every backend returns the iBUG 68-point layout in OpenCV pixel coordinates (see
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import math
@@ -95,6 +96,11 @@ class Detector(ABC):
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         return self.detect(image)
+
+    def for_crop_landmarks(self) -> "Detector":
+        """The detector for DECA's own landmark pass on the aligned crops (see
+        :func:`pasl.shape.detect_crop_landmarks`): the same one, unless a backend differs there."""
+        return self
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name})"
@@ -284,6 +290,14 @@ class FanDetector(Detector):
             heatmaps = heatmaps + fan.flip_heatmaps(self.fan(x.flip(-1)))
         peaks = fan.heatmap_peaks(heatmaps)
         return torch.stack([fan.peaks_to_image(peaks[i], crops[i], self.integer_landmarks) for i in range(len(crops))])
+
+    def for_crop_landmarks(self) -> "FanDetector":
+        """DECA's detector in the official code: ``FaceAlignment(_2D, flip_input=False)``; networks shared."""
+        if not self.flip_input:
+            return self
+        second = copy.copy(self)
+        second.flip_input = False
+        return second
 
     def detect(self, image: np.ndarray) -> list[Face]:
         image = _check_image(image)
