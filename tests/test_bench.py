@@ -44,4 +44,6 @@ def test_align_bench_reports_each_backend(tmp_path):
     assert main(["align", str(video), "--frames", "2", "--backends", "dlib-hog,fan", "--json", str(out)]) == 0
     rows = {(r["stage"], r["backend"]): r for r in json.loads(out.read_text())["rows"]}
     assert rows[("detect+landmarks", "dlib-hog")]["ms_per_frame"] > 0
+    second = rows[("crop landmarks (DECA pass)", "dlib-hog")]
+    assert second["ms_per_frame"] > 0 and second["size"] == "256x256" and 0 <= second["faces_found"] <= 2
     assert "skipped" in rows[("detect+landmarks", "fan")]  # no FAN weights here: reported, not crashed

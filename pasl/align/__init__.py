@@ -243,6 +243,20 @@ def align_faces(
     return result
 
 
+def _crop_pass_row(detector: Detector, frames: list[torch.Tensor], repeat: int) -> dict:
+    """Cost of DECA's second landmark pass on the aligned 256 crops (``crop_landmarks="redetect"``)."""
+    from ..shape import detect_crop_landmarks
+
+    crops = align_faces(frames, detector=detector, require_face=False, warp="cv2").crops
+    samples = []
+    for _ in range(max(1, repeat)):
+        start = time.perf_counter()
+        _, found = detect_crop_landmarks(detector, crops)
+        samples.append((time.perf_counter() - start) * 1000.0 / len(frames))
+    return {"stage": "crop landmarks (DECA pass)", "backend": detector.name, "frames": len(frames), "size": "256x256",
+            "ms_per_frame": float(np.median(samples)), "faces_found": int(found.sum())}
+
+
 def bench_rows(frames: Any, backends: tuple[str, ...] = ("dlib-hog", "dlib", "fan"), repeat: int = 1,
                weights_dir=None, **options) -> list[dict]:
     """Milliseconds per frame of detection + landmarks per backend, and of the crop warp.
@@ -257,7 +271,8 @@ def bench_rows(frames: Any, backends: tuple[str, ...] = ("dlib-hog", "dlib", "fa
 
     Returns:
         Rows ``{"stage", "backend", "frames", "size", "ms_per_frame", "load_s", "faces_found"}``;
-        the warp rows have stage ``"crop"`` and backend ``"torch"`` / ``"cv2"``.
+        each backend also has a ``"crop landmarks (DECA pass)"`` row (its second pass on the
+        aligned crops); the warp rows have stage ``"crop"`` and backend ``"torch"`` / ``"cv2"``.
     """
     if isinstance(frames, (str, Path)):
         frames = read_video(frames)
@@ -283,6 +298,7 @@ def bench_rows(frames: Any, backends: tuple[str, ...] = ("dlib-hog", "dlib", "fa
             found_faces = found_faces or [faces[0] for faces in results if faces]
         rows.append({"stage": "detect+landmarks", "backend": name, "frames": len(images), "size": size,
                      "ms_per_frame": float(np.median(samples)), "load_s": load_s, "faces_found": found})
+        rows.append(_crop_pass_row(detector, frame_list, repeat))
     matrices = alignment_transform(torch.stack([f.landmarks for f in found_faces[:1]] * len(images))) if found_faces \
         else torch.stack([letterbox_transform(*images[0].shape[:2])] * len(images))
     for warp in WARPS:
