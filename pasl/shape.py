@@ -170,4 +170,6 @@ def recompose_shapes(
     if refine_steps > 0:
         shapes = shapes.with_codes(refine_codes(shapes.codes, models.shape_encoder, models.flame, models.faces, refine_steps))
     report = cycle_check(shapes.codes, models.shape_encoder, models.flame, models.faces) if check else None
+    if report is not None and driver.has_face is not None:
+        report = report.without(~driver.face_mask)  # frames without a face have nothing to measure
     return shapes, report

@@ -10,7 +10,7 @@ import torch
 
 import flame_synthetic as fs
 from pasl.csg.codes import FlameCodes
-from pasl.csg.cycle import cycle_check, cycle_loss, refine_codes, render_shape, rotation_angle_deg, vertex_normals
+from pasl.csg.cycle import CycleReport, cycle_check, cycle_loss, refine_codes, render_shape, rotation_angle_deg, vertex_normals
 from pasl.csg.encoder import FlameEncoder
 from pasl.flame import load_flame
 
@@ -131,3 +131,13 @@ class PooledLinearEncoder(torch.nn.Module):
         if self.reference is None:
             self.reference = pooled.detach().mean(0, keepdim=True) + 0.02
         return FlameCodes.from_vector((pooled - self.reference) @ self.weight.T + self.bias)
+
+
+def test_report_leaves_out_skipped_frames():
+    report = CycleReport(torch.tensor([1.0, 9.0, 3.0]), torch.tensor([2.0, 9.0, 4.0]), torch.tensor([5.0, 90.0, 7.0]),
+                         FlameCodes.from_vector(torch.zeros(3, 236)))
+    kept = report.without(torch.tensor([False, True, False]))
+    assert kept.summary() == "cycle error: shape 2.00 mm, expression 3.00 mm, pose 6.00 deg (mean of 2 frames)"
+    assert report.summary().endswith("(mean of 3 frames)")
+    none = report.without(torch.ones(3, dtype=torch.bool))
+    assert none.summary() == "cycle error: no frame to measure (0 of 3 frames have a face)"

@@ -357,6 +357,11 @@ class TestShape:
         assert report == "cycle check off"
         assert shapes.progress[-1] == (4, 4)  # the source, then the three driving frames
 
+    def test_cycle_report_leaves_out_the_faceless_frame(self, host, models, source_aligned, aligned):
+        run = host.run(host.node("PASLShapeRecompose"), models=models[0], source_align=source_aligned[1], driver_align=aligned[1],
+                       mode="recompose", cycle_check=True, refine_steps=0)
+        assert run[1].startswith("cycle error: shape ") and run[1].endswith("(mean of 2 frames)")
+
     def test_render_gives_depth_and_binary_landmarks(self, maps):
         depth, landmarks = maps.outputs
         for image in (depth, landmarks):

@@ -123,10 +123,19 @@ class CycleReport:
             FlameCodes.cat([r.recoded for r in reports]),
         )
 
+    def without(self, skipped: torch.Tensor) -> "CycleReport":
+        """The same report with NaN errors where ``skipped`` (``(B,)`` bool), e.g. frames without a face."""
+        skipped = skipped.to(self.shape_mm.device).bool()
+        nan = lambda t: t.masked_fill(skipped, float("nan"))  # noqa: E731
+        return CycleReport(nan(self.shape_mm), nan(self.expression_mm), nan(self.pose_deg), self.recoded)
+
     def summary(self) -> str:
+        counted = int((~self.shape_mm.isnan()).sum())
+        if counted == 0:
+            return f"cycle error: no frame to measure (0 of {self.shape_mm.numel()} frames have a face)"
         return (
-            f"cycle error: shape {self.shape_mm.mean():.2f} mm, expression {self.expression_mm.mean():.2f} mm, "
-            f"pose {self.pose_deg.mean():.2f} deg (mean of {self.shape_mm.numel()} frames)"
+            f"cycle error: shape {self.shape_mm.nanmean():.2f} mm, expression {self.expression_mm.nanmean():.2f} mm, "
+            f"pose {self.pose_deg.nanmean():.2f} deg (mean of {counted} frames)"
         )
 
 
