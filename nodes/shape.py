@@ -7,7 +7,7 @@ from comfy_api.v0_0_2 import io
 
 from ..pasl.csg.codes import RECOMPOSE_MODES
 from ..pasl.csg.cycle import CycleReport
-from ..pasl.shape import CROP_LANDMARKS, ShapeCodes, detect_crop_landmarks, encode_shapes, recompose_shapes
+from ..pasl.shape import CROP_LANDMARKS, ShapeCodes, deca_landmarks, encode_shapes, recompose_shapes
 from .host import Progress, chunks, detector
 
 FRAMES_PER_STEP = 16
@@ -44,13 +44,10 @@ class PASLShapeRecompose(io.ComfyNode):
         loaded.require_shape_stage()
         progress = Progress(len(driver_align) + 1)
 
-        def landmarks(alignment, part: slice) -> tuple[torch.Tensor, torch.Tensor]:
-            if crop_landmarks == "redetect" and alignment.backend:  # the detector that aligned them, reused
-                return detect_crop_landmarks(detector(alignment.backend), alignment.crops[part])
-            return alignment.landmarks_crop[part], alignment.has_face[part]
-
         def encode(alignment, part: slice) -> ShapeCodes:
-            points, found = landmarks(alignment, part)
+            aligner = detector(alignment.backend) if crop_landmarks == "redetect" and alignment.backend else None  # reused
+            points, found = deca_landmarks(crop_landmarks, aligner, alignment.crops[part], alignment.landmarks_crop[part],
+                                           alignment.has_face[part])
             with torch.inference_mode():
                 codes = encode_shapes(loaded.shape_encoder, alignment.crops[part].to(loaded.device), points.to(loaded.device), found)
             codes = codes.with_faces(alignment.has_face[part])  # frames without a face render as empty maps

@@ -116,14 +116,13 @@ def score_identity(
         picked = faces[keep].float()
         yaw[keep] = face_yaw(models, picked)
         picked_kinds = [pair_kind(source_yaw, y) for y in yaw[keep].tolist()]
-        if protocol == "fixed":
-            embedded = models.pae.embed(picked.to(models.device), picked_kinds).cpu()
-            source = torch.stack([reference.embeddings[k][source_index] for k in picked_kinds])
-            values = cosine_similarity(embedded, source)
-        else:
+        if protocol == "fixed":  # stored with the source
+            by_kind = {k: reference.embeddings[k][source_index : source_index + 1] for k in set(picked_kinds)}
+        else:  # the source again through the official recipe, once per pair kind used
             source_face = reference.faces[source_index : source_index + 1].to(models.device)
-            values, _ = models.pae.similarity(source_face, picked.to(models.device), torch.tensor([source_yaw]), yaw[keep], protocol)
-        csim[keep] = values.cpu()
+            by_kind = {k: models.pae.embed(source_face, [k], protocol).cpu() for k in set(picked_kinds)}
+        embedded = models.pae.embed(picked.to(models.device), picked_kinds, protocol).cpu()
+        csim[keep] = cosine_similarity(embedded, torch.cat([by_kind[k] for k in picked_kinds]))
         for i, kind in zip(keep.tolist(), picked_kinds):
             kinds[i] = kind
     return IdentityScores(csim, yaw, kinds, source_yaw)

@@ -220,12 +220,12 @@ class PoseAdaptedEncoders(nn.Module):
         first = next(self.parameters())
         inputs = prepare_faces(faces, protocol).to(device=first.device, dtype=first.dtype)
         out = torch.empty(faces.shape[0], EMBEDDING_DIM, device=first.device, dtype=torch.float32)
-        groups: dict[int, list[int]] = {}
+        groups: dict[IR50, list[int]] = {}
         for i, kind in enumerate(kinds):
-            groups.setdefault(id(self.network(kind, protocol)), []).append(i)
-        for indices in groups.values():
+            groups.setdefault(self.network(kind, protocol), []).append(i)
+        for network, indices in groups.items():
             index = torch.tensor(indices, device=first.device)
-            out[index] = self.network(kinds[indices[0]], protocol)(inputs[index]).float()
+            out[index] = network(inputs[index]).float()
         return out
 
     def similarity(

@@ -20,12 +20,12 @@ from .align import ALIGN_MODES, WARPS, FaceAlignment, NoFaceError, TemporalSmoot
 from .composite import paste_back
 from .csg.cycle import CycleReport
 from .errors import PASLError
-from .identity import IdentityScores, encode_identity, score_identity
+from .identity import IdentityScores, score_identity
 from .models import PASLModels
-from .pae import IdentityReference
+from .pae import IdentityReference, head_yaw_degrees, identity_reference
 from .csg.codes import RECOMPOSE_MODES
 from .imageops import QUANTIZE_MODES
-from .shape import CROP_LANDMARKS, ShapeCodes, detect_crop_landmarks, encode_shapes, recompose_shapes, render_conditioning
+from .shape import CROP_LANDMARKS, ShapeCodes, deca_landmarks, encode_shapes, recompose_shapes, render_conditioning
 
 log = logging.getLogger(__name__)
 
@@ -221,14 +221,12 @@ class Reenactor:
             style = models.aeg.style_encoder(crop.to(models.dtype))
             landmarks, found = self._crop_landmarks(alignment.crops, alignment.landmarks_crop, alignment.has_face)
             shape = encode_shapes(models.shape_encoder, crop, landmarks.to(models.device), found)
-            identity = encode_identity(models, crop, landmarks, found) if self.options.identity_score else None
+            # the source's yaw is read from the codes just computed (no second DECA pass)
+            identity = identity_reference(models.pae, crop, head_yaw_degrees(shape.codes.pose)) if self.options.identity_score else None
         return SourceFace(crop=crop, style=style, shape=shape, alignment=alignment, identity=identity)
 
     def _crop_landmarks(self, crops: torch.Tensor, mapped: torch.Tensor, has_face: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Landmarks (and found flags) DECA's crop is boxed from, per :attr:`ReenactOptions.crop_landmarks`."""
-        if self.options.crop_landmarks == "redetect":
-            return detect_crop_landmarks(self.detector, crops)
-        return mapped.cpu(), has_face.cpu()
+        return deca_landmarks(self.options.crop_landmarks, self.detector, crops, mapped, has_face)
 
     def _align(self, frames: list[torch.Tensor], smoother: TemporalSmoother | None) -> FaceAlignment:
         o = self.options

@@ -95,6 +95,21 @@ def detect_crop_landmarks(detector, crops: torch.Tensor) -> tuple[torch.Tensor, 
     return landmarks, found
 
 
+def deca_landmarks(
+    rule: str, detector, crops: torch.Tensor, mapped: torch.Tensor, has_face: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Landmarks (and found flags) DECA's crop is boxed from, per :data:`CROP_LANDMARKS`.
+
+    ``"redetect"`` runs :func:`detect_crop_landmarks` (needs ``detector``); ``"mapped"``, or
+    no detector, uses the aligner's points ``mapped`` and flags ``has_face``.
+    """
+    if rule not in CROP_LANDMARKS:
+        raise ValueError(f"rule must be one of {CROP_LANDMARKS}, got {rule!r}")
+    if rule == "redetect" and detector is not None:
+        return detect_crop_landmarks(detector, crops)
+    return mapped.cpu(), has_face.cpu()
+
+
 def encode_shapes(encoder, crops: torch.Tensor, landmarks_crop: torch.Tensor, has_face: torch.Tensor | None = None) -> ShapeCodes:
     """DECA codes of aligned face crops.
 
@@ -137,20 +152,20 @@ def render_conditioning(flame, faces: torch.Tensor, shapes: ShapeCodes, flatten:
     """
     found = shapes.face_mask
     device = flame.v_template.device
-    depth = torch.zeros(shapes.batch_size, 3, ALIGNED_SIZE, ALIGNED_SIZE, device=device)
-    landmark_maps = torch.zeros_like(depth)
-    index = found.nonzero().flatten()
-    if index.numel():
-        picked = shapes if bool(found.all()) else ShapeCodes(shapes.codes.select(index), shapes.tform[index.to(shapes.tform.device)])
-        codes = picked.codes.to(device=device, dtype=flame.v_template.dtype)
-        output = flame(codes.shape, codes.exp, codes.pose)
-        vertices = crop_to_image(orthographic_project(output.vertices, codes.cam), picked.tform.to(device))
-        landmarks = crop_to_image(orthographic_project(output.landmarks2d, codes.cam)[..., :2], picked.tform.to(device))
-        d, l = conditioning_maps(vertices, landmarks, faces.to(device), flatten=flatten)
-        if bool(found.all()):
-            return d, l
-        depth[index.to(device)], landmark_maps[index.to(device)] = d, l
-    return depth, landmark_maps
+    if not bool(found.all()):  # render the faces only; the others stay empty
+        depth = torch.zeros(shapes.batch_size, 3, ALIGNED_SIZE, ALIGNED_SIZE, device=device)
+        landmark_maps = torch.zeros_like(depth)
+        index = found.nonzero().flatten()
+        if index.numel():
+            with_face = ShapeCodes(shapes.codes.select(index), shapes.tform[index.to(shapes.tform.device)])
+            rows = index.to(device)
+            depth[rows], landmark_maps[rows] = render_conditioning(flame, faces, with_face, flatten)
+        return depth, landmark_maps
+    codes = shapes.codes.to(device=device, dtype=flame.v_template.dtype)
+    output = flame(codes.shape, codes.exp, codes.pose)
+    vertices = crop_to_image(orthographic_project(output.vertices, codes.cam), shapes.tform.to(device))
+    landmarks = crop_to_image(orthographic_project(output.landmarks2d, codes.cam)[..., :2], shapes.tform.to(device))
+    return conditioning_maps(vertices, landmarks, faces.to(device), flatten=flatten)
 
 
 def recompose_shapes(
