@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from comfy_api.v0_0_2 import io
 
-from ..pasl.composite import MASK_KINDS, paste_back, resize_crop_frame
+from ..pasl.composite import paste_back, resize_crop_frame
+from ..pasl.masks import MASK_KINDS
 from ..pasl.shape import ALIGNED_SIZE
 from .host import Progress, chunks, images_to_bchw, to_comfy_image
 

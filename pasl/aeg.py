@@ -22,13 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .geometry import ALIGNED_SIZE
 from .layers import LEAKY_SLOPE, AdaINResBlock, HighPass, ResBlock, SelfAttention2d
 from .transformer import Decoder, Encoder
 
 log = logging.getLogger(__name__)
 
-IMAGE_SIZE = 256
-"""Side of every AEG image: source, depth, landmarks, output."""
+IMAGE_SIZE = ALIGNED_SIZE
+"""Side of every AEG image: source, depth, landmarks, output (the aligned crop's)."""
 STYLE_DIM = 128
 """Length of the style code."""
 BASE_CHANNELS = 2**14 // IMAGE_SIZE  # 64, the StarGAN-v2 width rule

@@ -161,11 +161,87 @@ def bench_render(args: argparse.Namespace) -> dict:
 
 def bench_align(args: argparse.Namespace) -> dict:
     """Detection + 68 landmarks per backend, and the crop warp, ms per frame on a video's first frames."""
-    from .align import bench_rows, read_video
+    from .align import read_video
 
     frames = read_video(args.video, count=args.frames)
-    rows = bench_rows(frames, tuple(args.backends.split(",")), repeat=args.repeat, weights_dir=args.weights_dir or None)
+    rows = align_rows(frames, tuple(args.backends.split(",")), repeat=args.repeat, weights_dir=args.weights_dir or None)
     return _result("align", args, torch.device("cpu"), rows, video=str(args.video))
+
+
+def _crop_pass_row(detector, frames: list[torch.Tensor], repeat: int) -> dict:
+    """Cost of DECA's second landmark pass on the aligned 256 crops (``crop_landmarks="redetect"``)."""
+    from .align import align_faces
+    from .shape import detect_crop_landmarks
+
+    crops = align_faces(frames, detector=detector, require_face=False).crops
+    samples = []
+    for _ in range(max(1, repeat)):
+        start = time.perf_counter()
+        _, found = detect_crop_landmarks(detector, crops)
+        samples.append((time.perf_counter() - start) * 1000.0 / len(frames))
+    return {"stage": "crop landmarks (DECA pass)", "backend": detector.name, "frames": len(frames), "size": "256x256",
+            "ms_per_frame": statistics.median(samples), "faces_found": int(found.sum())}
+
+
+def align_rows(frames: Any, backends: tuple[str, ...] = ("dlib-hog", "dlib", "fan"), repeat: int = 1,
+               weights_dir=None, **options) -> list[dict]:
+    """Milliseconds per frame of detection + landmarks per backend, and of the crop warp.
+
+    Args:
+        frames: a video path (every frame read, so pass a short clip) or frames in any
+            layout :func:`align_faces` accepts.
+        backends: detector names; one that cannot run here gives a row with ``skipped``.
+        repeat: timed passes over all frames (the median is reported), after the detector
+            is built (load time is reported separately).
+        options: passed to :func:`make_detector` (e.g. ``max_side``, ``device``).
+
+    Returns:
+        Rows ``{"stage", "backend", "frames", "size", "ms_per_frame", "load_s", "faces_found"}``;
+        each backend also has a ``"crop landmarks (DECA pass)"`` row (its second pass on the
+        aligned crops); the warp rows have stage ``"crop"`` and backend ``"torch"`` / ``"cv2"``.
+    """
+    from .align import WARPS, BackendUnavailableError, alignment_transform, crop_frames, letterbox_transform, make_detector, read_video, to_frames
+    from .align.images import to_uint8_hwc
+
+    if isinstance(frames, (str, Path)):
+        frames = read_video(frames)
+    frame_list = to_frames(frames)
+    images = [to_uint8_hwc(f) for f in frame_list]
+    size = f"{images[0].shape[1]}x{images[0].shape[0]}"
+    rows: list[dict] = []
+    found_faces: list = []
+    for name in backends:
+        try:
+            start = time.perf_counter()
+            detector = make_detector(name, weights_dir, **options)
+            load_s = time.perf_counter() - start
+        except (BackendUnavailableError, FileNotFoundError) as err:
+            rows.append({"stage": "detect+landmarks", "backend": name, "skipped": str(err).split(". ")[0]})
+            continue
+        samples, found = [], 0
+        for _ in range(max(1, repeat)):
+            start = time.perf_counter()
+            results = [detector.detect(image) for image in images]
+            samples.append((time.perf_counter() - start) * 1000.0 / len(images))
+            found = sum(1 for faces in results if faces)
+            found_faces = found_faces or [faces[0] for faces in results if faces]
+        rows.append({"stage": "detect+landmarks", "backend": name, "frames": len(images), "size": size,
+                     "ms_per_frame": statistics.median(samples), "load_s": load_s, "faces_found": found})
+        rows.append(_crop_pass_row(detector, frame_list, repeat))
+    matrices = alignment_transform(torch.stack([f.landmarks for f in found_faces[:1]] * len(images))) if found_faces \
+        else torch.stack([letterbox_transform(*images[0].shape[:2])] * len(images))
+    for warp in WARPS:
+        try:
+            samples = []
+            for _ in range(max(1, repeat)):
+                start = time.perf_counter()
+                crop_frames(frame_list, matrices, warp)
+                samples.append((time.perf_counter() - start) * 1000.0 / len(images))
+        except ImportError as err:
+            rows.append({"stage": "crop", "backend": warp, "skipped": str(err)})
+            continue
+        rows.append({"stage": "crop", "backend": warp, "frames": len(images), "size": size, "ms_per_frame": statistics.median(samples)})
+    return rows
 
 
 def _result(name: str, args: argparse.Namespace, device: torch.device, rows: list[dict], **extra) -> dict:

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .geometry import ALIGNED_SIZE, DECA_CROP_SIZE, NUM_LANDMARKS
 from .raster import RasterSettings, image_hw, rasterize
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CONDITIONING_SIZE",
     "DEPTH_NORMALIZE_MODES",
     "DEPTH_RENDER_SIZE",
     "LANDMARK_SEGMENTS",
@@ -46,15 +46,12 @@ __all__ = [
     "render_depth",
 ]
 
-DECA_CROP_SIZE = 224
-"""Side of DECA's input crop (``cfg.dataset.image_size``); its NDC is what
-``orthographic_project`` produces."""
-DEPTH_RENDER_SIZE = 224
+DEPTH_RENDER_SIZE = DECA_CROP_SIZE
 """Side at which the official depth map is rasterised: ``SRenderY``'s ``image_size``
-(= ``cfg.dataset.image_size``), because ``render_depth`` passes no ``h``/``w``."""
-CONDITIONING_SIZE = 256
-"""Side of both AEG conditioning maps and of the aligned reference crop (the
-"original image" of ``decode(render_orig=True)``)."""
+(= ``cfg.dataset.image_size``, DECA's crop, whose NDC ``orthographic_project`` produces),
+because ``render_depth`` passes no ``h``/``w``. Both conditioning maps end up at
+:data:`pasl.geometry.ALIGNED_SIZE`, the side of the aligned reference crop (the "original
+image" of ``decode(render_orig=True)``)."""
 DEPTH_Z_OFFSET = 10.0
 """``SRenderY.render_depth`` adds 10 to the (min-shifted) z before rasterising, keeping
 every point in front of pytorch3d's image plane (z >= 0)."""
@@ -63,12 +60,11 @@ DEPTH_NORMALIZE_MODES = ("per_sample", "batch")
 ``"batch"``: min/max over the whole batch, the official code's quirk
 (pasl-reference §8 item 8), for parity only."""
 
-LANDMARK_COUNT = 68
 LANDMARK_SEGMENT_ENDS = (16, 21, 26, 30, 35, 41, 47, 67)
 """Indices ``i`` with no ``i -> i+1`` segment: ``decalib/utils/util.py`` ``end_list =
 [17, 22, 27, 42, 48, 31, 36, 68] - 1`` (jaw, brows, nose bridge, nose base, eyes, last
 point). 59 is *not* an end, so the outer and inner lip are joined by a 59 -> 60 link."""
-LANDMARK_SEGMENTS = tuple((i, i + 1) for i in range(LANDMARK_COUNT - 1) if i not in LANDMARK_SEGMENT_ENDS)
+LANDMARK_SEGMENTS = tuple((i, i + 1) for i in range(NUM_LANDMARKS - 1) if i not in LANDMARK_SEGMENT_ENDS)
 """The 60 ``(start, end)`` landmark pairs drawn by ``plot_kpts`` (pasl-reference §1.4e)."""
 LANDMARK_COLOR = 255
 """White on a black canvas; the 3 channels are identical."""
@@ -125,7 +121,7 @@ def orthographic_project(points: torch.Tensor, cam: torch.Tensor) -> torch.Tenso
     return projected * projected.new_tensor([1.0, -1.0, -1.0])
 
 
-def crop_to_image(points: torch.Tensor, tform: torch.Tensor, crop_size: int = DECA_CROP_SIZE, image_size=CONDITIONING_SIZE) -> torch.Tensor:
+def crop_to_image(points: torch.Tensor, tform: torch.Tensor, crop_size: int = DECA_CROP_SIZE, image_size=ALIGNED_SIZE) -> torch.Tensor:
     """Map DECA-crop NDC points into the NDC of the image the crop was cut from.
 
     ``transform_points`` as ``decode(render_orig=True)`` calls it: ``p_px = (p * 0.5 +
@@ -246,7 +242,7 @@ def _landmark_pixels(landmarks: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.trunc(pixels).astype(np.int64)
 
 
-def draw_landmarks(landmarks2d: torch.Tensor, image_size=CONDITIONING_SIZE) -> torch.Tensor:
+def draw_landmarks(landmarks2d: torch.Tensor, image_size=ALIGNED_SIZE) -> torch.Tensor:
     """The PASL landmark image: 60 white line segments on black (``tensor_vis_landmarks``).
 
     Points are de-normalised as ``u = x * W / 2 + W / 2`` (float32, like the official
@@ -264,7 +260,7 @@ def draw_landmarks(landmarks2d: torch.Tensor, image_size=CONDITIONING_SIZE) -> t
     """
     import cv2  # opencv-python-headless; imported here so the rest of pasl works without it
 
-    _check_points("landmarks2d", landmarks2d, (2, 3), LANDMARK_COUNT)
+    _check_points("landmarks2d", landmarks2d, (2, 3), NUM_LANDMARKS)
     h, w = image_hw(image_size)
     points = landmarks2d.detach()[..., :2].to("cpu", torch.float32).numpy()
     if not np.isfinite(points).all():
@@ -333,16 +329,16 @@ def conditioning_maps(
         vertices' device; channels 0-2 and 3-5 of the generator input respectively.
     """
     _check_points("trans_verts_image", trans_verts_image, (3,))
-    _check_points("landmarks2d_image", landmarks2d_image, (2, 3), LANDMARK_COUNT)
+    _check_points("landmarks2d_image", landmarks2d_image, (2, 3), NUM_LANDMARKS)
     if landmarks2d_image.shape[0] != trans_verts_image.shape[0]:
         raise ValueError(
             f"batch sizes differ: trans_verts_image {tuple(trans_verts_image.shape)}, landmarks2d_image {tuple(landmarks2d_image.shape)}"
         )
-    size = (CONDITIONING_SIZE, CONDITIONING_SIZE)
+    size = (ALIGNED_SIZE, ALIGNED_SIZE)
     depth = render_depth(trans_verts_image, faces, DEPTH_RENDER_SIZE, normalize, settings)
     depth_u8 = _to_uint8_hwc(depth.expand(-1, 3, -1, -1))
     depth_pil = [Image.fromarray(d) for d in depth_u8]
-    landmarks = draw_landmarks(landmarks2d_image, CONDITIONING_SIZE)
+    landmarks = draw_landmarks(landmarks2d_image, ALIGNED_SIZE)
     if not flatten:
         depth_out = [im.resize(size, Image.Resampling.BILINEAR) for im in depth_pil]
         return _from_pil(depth_out, trans_verts_image), landmarks.to(trans_verts_image.device, torch.float32)

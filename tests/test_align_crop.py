@@ -13,17 +13,12 @@ from pasl.align.crop import (
     ARCFACE_TEMPLATE_96x112,
     PASL_TEMPLATE_256,
     alignment_transform,
-    estimate_similarity,
     five_points,
-    invert_affine,
     letterbox_transform,
-    resize_transform,
     similarity_from_parameters,
     similarity_parameters,
-    transform_points,
-    warp_affine,
-    warp_affine_cv2,
 )
+from pasl.geometry import estimate_similarity, invert_affine, resize_transform, transform_points, warp_affine, warp_affine_cv2
 
 BRIEF_TEMPLATE = [[92.561295, 103.3926], [163.0357, 103.0028], [128.02249, 143.4732], [99.0707, 184.731], [157.4319, 184.4082]]
 
@@ -142,9 +137,16 @@ class TestAffines:
         m = _similarity(0.7, 2.0, -5.0, 9.0).expand(4, 3, 3)
         assert torch.allclose(invert_affine(m) @ m, torch.eye(3, dtype=torch.float64).expand(4, 3, 3), atol=1e-12)
 
-    def test_invert_singular(self):
-        with pytest.raises(ValueError, match="singular"):
-            invert_affine(torch.zeros(3, 3))
+    def test_invert_singular_is_not_finite(self):
+        inverse = invert_affine(torch.stack([torch.zeros(3, 3), torch.eye(3)]))
+        assert not torch.isfinite(inverse[0]).all()  # one bad matrix does not stop the batch
+        assert torch.equal(inverse[1], torch.eye(3))
+
+    def test_warp_of_a_singular_affine_is_black(self):
+        singular = torch.stack([torch.zeros(3, 3), torch.eye(3)])
+        singular[0, 2, 2] = 1.0
+        out = warp_affine(torch.ones(2, 1, 4, 4), singular, 4)
+        assert out[0].abs().max() == 0 and torch.equal(out[1], torch.ones(1, 4, 4))
 
     def test_transform_points_keeps_nan(self):
         out = transform_points(torch.eye(3)[None], torch.tensor([[[float("nan"), 1.0], [2.0, 3.0]]]))
@@ -167,18 +169,18 @@ class TestAffines:
 
     def test_bad_sizes(self):
         with pytest.raises(ValueError, match="positive"):
-            resize_transform(0, 10)
+            resize_transform(0, 10, 256)
 
 
 class TestWarpAffine:
     def test_known_shift(self):
         frame = torch.arange(16.0).reshape(1, 1, 4, 4)
         shift = torch.tensor([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-        out = warp_affine(frame, shift, size=3)
+        out = warp_affine(frame, shift, 3)
         assert out[0, 0].tolist() == [[1.0, 2.0, 3.0], [5.0, 6.0, 7.0], [9.0, 10.0, 11.0]]
 
     def test_outside_is_black(self):
-        out = warp_affine(torch.ones(1, 3, 8, 8), _similarity(1.0, 0.0, 100.0, 100.0)[None], size=16)
+        out = warp_affine(torch.ones(1, 3, 8, 8), _similarity(1.0, 0.0, 100.0, 100.0)[None], 16)
         assert out.abs().max() == 0
 
     def test_matches_cv2_warp_affine(self):
@@ -187,7 +189,7 @@ class TestWarpAffine:
         base = g.integers(0, 256, size=(45, 60, 3), dtype=np.uint8)
         frame = cv2.resize(base, (300, 230), interpolation=cv2.INTER_CUBIC)  # smooth, like a photo
         m = _similarity(1.3, 0.35, -40.0, 10.0)
-        ours = warp_affine(torch.from_numpy(frame).permute(2, 0, 1)[None].double() / 255, m[None])[0]
+        ours = warp_affine(torch.from_numpy(frame).permute(2, 0, 1)[None].double() / 255, m[None], 256)[0]
         ours = ours.permute(1, 2, 0).numpy() * 255
         theirs = cv2.warpAffine(frame, m[:2].numpy(), (256, 256), flags=cv2.INTER_LINEAR, borderValue=0.0).astype(np.float64)
         diff = np.abs(ours - theirs)
@@ -204,7 +206,7 @@ class TestWarpAffine:
     def test_resize_transform_is_cv2_resize(self):
         cv2 = pytest.importorskip("cv2")
         frame = np.random.default_rng(2).integers(0, 256, size=(100, 80, 3), dtype=np.uint8)  # upscaling
-        ours = warp_affine(torch.from_numpy(frame).permute(2, 0, 1)[None].double(), resize_transform(100, 80)[None])[0]
+        ours = warp_affine(torch.from_numpy(frame).permute(2, 0, 1)[None].double(), resize_transform(100, 80, 256)[None], 256)[0]
         theirs = cv2.resize(frame, (256, 256), interpolation=cv2.INTER_LINEAR).astype(np.float64)
         inner = np.s_[2:-2, 2:-2]  # resize clamps at the border where warpAffine fades to black
         assert np.abs(ours.permute(1, 2, 0).numpy()[inner] - theirs[inner]).max() <= 1.0
@@ -213,24 +215,24 @@ class TestWarpAffine:
         frame = torch.rand(1, 3, 64, 64, dtype=torch.float64)
         frame = torch.nn.functional.avg_pool2d(frame, 5, 1, 2)  # smooth so resampling loses little
         m = _similarity(1.5, 0.2, 20.0, -10.0)[None]
-        crop = warp_affine(frame, m, size=160)
-        back = warp_affine(crop, invert_affine(m), size=64)
+        crop = warp_affine(frame, m, 160)
+        back = warp_affine(crop, invert_affine(m), 64)
         assert (back - frame)[..., 12:-12, 12:-12].abs().max() < 0.05
 
     def test_dtype_device_and_batch(self):
         frames = torch.rand(3, 3, 20, 30, dtype=torch.float16).float()
-        out = warp_affine(frames, _similarity(1, 0, 0, 0).expand(3, 3, 3), size=8)
+        out = warp_affine(frames, _similarity(1, 0, 0, 0).expand(3, 3, 3), 8)
         assert out.shape == (3, 3, 8, 8) and out.dtype == torch.float32
 
     def test_gradcheck(self):
         frame = torch.rand(1, 1, 6, 6, dtype=torch.float64, requires_grad=True)
         m = _similarity(1.1, 0.2, -0.5, 0.3)[None]
-        assert torch.autograd.gradcheck(lambda x: warp_affine(x, m, size=5), (frame,))
+        assert torch.autograd.gradcheck(lambda x: warp_affine(x, m, 5), (frame,))
 
     def test_rejects_channels_last(self):
         with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
-            warp_affine(torch.rand(5, 5, 3), torch.eye(3))
+            warp_affine(torch.rand(5, 5, 3), torch.eye(3), 4)
 
     def test_rejects_wrong_batch(self):
         with pytest.raises(ValueError, match=r"\(2, 3, 3\)"):
-            warp_affine(torch.rand(2, 3, 5, 5), torch.eye(3).expand(3, 3, 3))
+            warp_affine(torch.rand(2, 3, 5, 5), torch.eye(3).expand(3, 3, 3), 4)

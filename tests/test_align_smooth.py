@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pasl.align.crop import PASL_TEMPLATE_256, alignment_transform, crop_scale, invert_affine, transform_points
+from pasl.align.crop import PASL_TEMPLATE_256, alignment_transform, crop_scale
+from pasl.geometry import invert_affine, transform_points
 from pasl.align.smooth import LANDMARK_SETTINGS, OneEuroFilter, OneEuroSettings, TemporalSmoother
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

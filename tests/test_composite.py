@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from pasl.composite import BORDER_FADE, CROP_SIZE, FEATHER_SIGMAS, RGB_TO_YCBCR, face_mask, match_colors, paste_back, warp_to_frame
+from pasl.composite import RGB_TO_YCBCR, match_colors, paste_back, warp_to_frame
+from pasl.geometry import ALIGNED_SIZE as CROP_SIZE
+from pasl.masks import BORDER_FADE, FEATHER_SIGMAS, face_mask
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "assets" / "faces" / "photos"
 

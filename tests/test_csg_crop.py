@@ -13,10 +13,10 @@ from pasl.csg import (
     box_crop_transform,
     deca_crop,
     deca_crop_transform,
-    estimate_similarity,
     full_image_crop_transform,
     landmarks_box,
 )
+from pasl.geometry import estimate_similarity
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "deca_crop_official.npz"
 

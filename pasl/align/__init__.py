@@ -23,44 +23,30 @@ Conventions: see :mod:`pasl.align.types` (OpenCV pixel coordinates; affines name
 from __future__ import annotations
 
 import logging
-import time
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from .crop import (
-    ALIGN_MODES,
-    CROP_SIZE,
-    PASL_TEMPLATE_256,
-    alignment_transform,
-    estimate_similarity,
-    five_points,
-    invert_affine,
-    letterbox_transform,
-    resize_transform,
-    transform_points,
-    warp_affine,
-    warp_affine_cv2,
-)
+from ..geometry import ALIGNED_SIZE, NUM_LANDMARKS, invert_affine, resize_transform, transform_points, warp_affine, warp_affine_cv2
+from .crop import ALIGN_MODES, PASL_TEMPLATE_256, alignment_transform, five_points, letterbox_transform
 from .detect import BACKENDS, SELECT_RULES, Detector, DlibDetector, FanDetector, make_detector, select_face
 from .images import frame_sizes, read_image, read_video, to_frames, to_uint8_hwc
 from .smooth import TemporalSmoother
 from .types import AlignedFace, BackendUnavailableError, Face, FaceAlignment, NoFaceError
 
 __all__ = [
-    "ALIGN_MODES", "BACKENDS", "CROP_SIZE", "PASL_TEMPLATE_256", "SELECT_RULES", "WARPS",
+    "ALIGN_MODES", "BACKENDS", "PASL_TEMPLATE_256", "SELECT_RULES", "WARPS",
     "AlignedFace", "BackendUnavailableError", "Detector", "DlibDetector", "Face", "FaceAlignment", "FanDetector",
     "NoFaceError", "TemporalSmoother",
-    "align_faces", "alignment_transform", "bench_rows", "estimate_similarity", "five_points", "invert_affine",
-    "letterbox_transform", "make_detector", "read_image", "read_video", "resize_transform", "select_face",
-    "to_frames", "transform_points", "warp_affine", "warp_affine_cv2",
+    "align_faces", "alignment_transform", "crop_frames", "five_points", "letterbox_transform", "make_detector",
+    "read_image", "read_video", "select_face", "to_frames",
 ]
 
 log = logging.getLogger(__name__)
 
-WARPS = ("torch", "cv2")
+WARPS = ("cv2", "torch")
+"""How crops are cut: ``"cv2"`` (``cv2.warpAffine`` on uint8, bit-exact with the official crop; the
+default everywhere) or ``"torch"`` (``grid_sample`` in float, batched on the frames' device)."""
 WARP_CHUNK = 16
 """Frames stacked per ``grid_sample`` call (bounds the copy of the source frames)."""
 
@@ -68,7 +54,7 @@ WARP_CHUNK = 16
 def _detect(frames: list[torch.Tensor], detector: Detector, select: str | int):
     """Per frame: chosen landmarks (NaN if none), score, face count, has_face."""
     count = len(frames)
-    landmarks = torch.full((count, 68, 2), float("nan"), dtype=torch.float32)
+    landmarks = torch.full((count, NUM_LANDMARKS, 2), float("nan"), dtype=torch.float32)
     scores = torch.full((count,), float("nan"), dtype=torch.float32)
     counts = torch.zeros(count, dtype=torch.int64)
     for i, frame in enumerate(frames):
@@ -94,16 +80,16 @@ def _resize(frame: torch.Tensor, warp: str) -> torch.Tensor:
     if warp == "cv2":
         import cv2
 
-        out = cv2.resize(to_uint8_hwc(frame), (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_LINEAR)
+        out = cv2.resize(to_uint8_hwc(frame), (ALIGNED_SIZE, ALIGNED_SIZE), interpolation=cv2.INTER_LINEAR)
         return torch.from_numpy(out).permute(2, 0, 1).to(device=frame.device, dtype=torch.float32) / 255.0
-    resized = torch.nn.functional.interpolate(frame[None].float(), size=(CROP_SIZE, CROP_SIZE), mode="bilinear", align_corners=False)
+    resized = torch.nn.functional.interpolate(frame[None].float(), size=(ALIGNED_SIZE, ALIGNED_SIZE), mode="bilinear", align_corners=False)
     return resized[0].clamp(0.0, 1.0)
 
 
-def _warp(frames: list[torch.Tensor], crop_from_frame: torch.Tensor, warp: str, mode: str = "align") -> torch.Tensor:
-    """Crops ``(B, 3, 256, 256)`` float32 of each frame by its ``crop_from_frame``."""
+def crop_frames(frames: list[torch.Tensor], crop_from_frame: torch.Tensor, warp: str = "cv2", mode: str = "align") -> torch.Tensor:
+    """Crops ``(B, 3, 256, 256)`` float32 of each ``(3, H, W)`` frame by its ``crop_from_frame`` (see :data:`WARPS`)."""
     device = frames[0].device
-    crops = torch.empty(len(frames), 3, CROP_SIZE, CROP_SIZE, dtype=torch.float32, device=device)
+    crops = torch.empty(len(frames), 3, ALIGNED_SIZE, ALIGNED_SIZE, dtype=torch.float32, device=device)
     if mode == "resize":
         for i, frame in enumerate(frames):
             crops[i] = _resize(frame, warp)
@@ -120,7 +106,7 @@ def _warp(frames: list[torch.Tensor], crop_from_frame: torch.Tensor, warp: str, 
         for start in range(0, len(indices), WARP_CHUNK):
             part = indices[start : start + WARP_CHUNK]
             batch = torch.stack([frames[i] for i in part]).float()
-            crops[part] = warp_affine(batch, _to_device(crop_from_frame[part], device)).clamp(0.0, 1.0)
+            crops[part] = warp_affine(batch, _to_device(crop_from_frame[part], device), ALIGNED_SIZE).clamp(0.0, 1.0)
     return crops
 
 
@@ -136,7 +122,7 @@ def align_faces(
     smoother: TemporalSmoother | None = None,
     fps: float = 25.0,
     weights_dir=None,
-    warp: str = "torch",
+    warp: str = "cv2",
     require_face: bool = True,
 ) -> FaceAlignment:
     """Detect one face per frame and cut PASL's aligned 256x256 crop around it.
@@ -162,8 +148,8 @@ def align_faces(
         smoother: a :class:`TemporalSmoother` carried across chunks of one video.
         fps: frame rate for ``smoothing`` (cutoffs are in Hz).
         weights_dir: extra folder(s) for the FAN weights when ``detector`` is None.
-        warp: ``"torch"`` (``grid_sample``, batched, on the input's device) or ``"cv2"``
-            (``cv2.warpAffine`` on uint8, bit-exact with the official crop).
+        warp: one of :data:`WARPS`: ``"cv2"`` (bit-exact with the official crop) or
+            ``"torch"`` (``grid_sample``, batched, on the input's device).
         require_face: raise :class:`NoFaceError` when no frame has a face (``align``
             mode). Pass False for the chunks of a stream, where a chunk after a cut may
             legitimately have none; decide over the whole clip instead.
@@ -196,14 +182,15 @@ def align_faces(
         landmarks, scores, counts, has_face = _detect(frames, detector, select)
         backend_name = detector.name
     else:
-        landmarks = torch.full((count, 68, 2), float("nan"))
+        landmarks = torch.full((count, NUM_LANDMARKS, 2), float("nan"))
         scores = torch.full((count,), float("nan"))
         counts = torch.full((count,), -1, dtype=torch.int64)
         has_face = torch.zeros(count, dtype=torch.bool)
         backend_name = ""
 
     crop_from_frame = torch.stack([
-        (letterbox_transform if mode == "align" else resize_transform)(int(h), int(w)) for h, w in sizes.tolist()
+        letterbox_transform(int(h), int(w)) if mode == "align" else resize_transform(int(h), int(w), ALIGNED_SIZE)
+        for h, w in sizes.tolist()
     ])
     if mode == "align":
         if require_face and not bool(has_face.any()):
@@ -221,7 +208,7 @@ def align_faces(
         else:
             crop_from_frame[has_face] = alignment_transform(landmarks[has_face]).to(crop_from_frame.dtype)
 
-    crops = _warp(frames, crop_from_frame, warp, mode)
+    crops = crop_frames(frames, crop_from_frame, warp, mode)
     device = frames[0].device
     result = FaceAlignment(
         crops=crops,
@@ -241,75 +228,3 @@ def align_faces(
     else:
         log.info("%s", result.summary())
     return result
-
-
-def _crop_pass_row(detector: Detector, frames: list[torch.Tensor], repeat: int) -> dict:
-    """Cost of DECA's second landmark pass on the aligned 256 crops (``crop_landmarks="redetect"``)."""
-    from ..shape import detect_crop_landmarks
-
-    crops = align_faces(frames, detector=detector, require_face=False, warp="cv2").crops
-    samples = []
-    for _ in range(max(1, repeat)):
-        start = time.perf_counter()
-        _, found = detect_crop_landmarks(detector, crops)
-        samples.append((time.perf_counter() - start) * 1000.0 / len(frames))
-    return {"stage": "crop landmarks (DECA pass)", "backend": detector.name, "frames": len(frames), "size": "256x256",
-            "ms_per_frame": float(np.median(samples)), "faces_found": int(found.sum())}
-
-
-def bench_rows(frames: Any, backends: tuple[str, ...] = ("dlib-hog", "dlib", "fan"), repeat: int = 1,
-               weights_dir=None, **options) -> list[dict]:
-    """Milliseconds per frame of detection + landmarks per backend, and of the crop warp.
-
-    Args:
-        frames: a video path (every frame read, so pass a short clip) or frames in any
-            layout :func:`align_faces` accepts.
-        backends: detector names; one that cannot run here gives a row with ``skipped``.
-        repeat: timed passes over all frames (the median is reported), after the detector
-            is built (load time is reported separately).
-        options: passed to :func:`make_detector` (e.g. ``max_side``, ``device``).
-
-    Returns:
-        Rows ``{"stage", "backend", "frames", "size", "ms_per_frame", "load_s", "faces_found"}``;
-        each backend also has a ``"crop landmarks (DECA pass)"`` row (its second pass on the
-        aligned crops); the warp rows have stage ``"crop"`` and backend ``"torch"`` / ``"cv2"``.
-    """
-    if isinstance(frames, (str, Path)):
-        frames = read_video(frames)
-    frame_list = to_frames(frames)
-    images = [to_uint8_hwc(f) for f in frame_list]
-    size = f"{images[0].shape[1]}x{images[0].shape[0]}"
-    rows: list[dict] = []
-    found_faces: list[Face] = []
-    for name in backends:
-        try:
-            start = time.perf_counter()
-            detector = make_detector(name, weights_dir, **options)
-            load_s = time.perf_counter() - start
-        except (BackendUnavailableError, FileNotFoundError) as err:
-            rows.append({"stage": "detect+landmarks", "backend": name, "skipped": str(err).split(". ")[0]})
-            continue
-        samples, found = [], 0
-        for _ in range(max(1, repeat)):
-            start = time.perf_counter()
-            results = [detector.detect(image) for image in images]
-            samples.append((time.perf_counter() - start) * 1000.0 / len(images))
-            found = sum(1 for faces in results if faces)
-            found_faces = found_faces or [faces[0] for faces in results if faces]
-        rows.append({"stage": "detect+landmarks", "backend": name, "frames": len(images), "size": size,
-                     "ms_per_frame": float(np.median(samples)), "load_s": load_s, "faces_found": found})
-        rows.append(_crop_pass_row(detector, frame_list, repeat))
-    matrices = alignment_transform(torch.stack([f.landmarks for f in found_faces[:1]] * len(images))) if found_faces \
-        else torch.stack([letterbox_transform(*images[0].shape[:2])] * len(images))
-    for warp in WARPS:
-        try:
-            samples = []
-            for _ in range(max(1, repeat)):
-                start = time.perf_counter()
-                _warp(frame_list, matrices, warp)
-                samples.append((time.perf_counter() - start) * 1000.0 / len(images))
-        except ImportError as err:
-            rows.append({"stage": "crop", "backend": warp, "skipped": str(err)})
-            continue
-        rows.append({"stage": "crop", "backend": warp, "frames": len(images), "size": size, "ms_per_frame": float(np.median(samples))})
-    return rows

@@ -6,29 +6,18 @@ tip, the two mouth corners), fit the least-squares similarity that maps them ont
 template (scikit-image ``SimilarityTransform.estimate``, i.e. Umeyama without reflection)
 and call ``cv2.warpAffine(frame, M, (256, 256), borderValue=0)``: bilinear, black outside.
 
-Here: :func:`estimate_similarity` (own closed form, float64), :func:`alignment_transform`
-(landmarks -> ``crop_from_frame``), :func:`warp_affine` (batched ``grid_sample``, any
-device, float) and :func:`warp_affine_cv2` (OpenCV, uint8, bit-exact with the official
-call), plus the affines of the "just resize" and "letterbox" fallbacks.
-
-Convention: OpenCV pixel coordinates ``(x, y)``, x right, y down, centre of the top-left
-pixel at ``(0, 0)``. Affines are ``(..., 3, 3)`` homogeneous matrices on column vectors
-``[x, y, 1]``, named ``dst_from_src``; ``crop_from_frame[:2]`` is the ``M`` OpenCV takes.
-Transforms are float64 (float32 on MPS, which has no float64).
+Here: :func:`alignment_transform` (landmarks -> ``crop_from_frame``), the affine of the
+"letterbox" fallback, and the similarity parameters the video smoother filters. The warps
+themselves (:func:`pasl.geometry.warp_affine`, and :func:`pasl.geometry.warp_affine_cv2`,
+bit-exact with the official call) and the conventions are in :mod:`pasl.geometry`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..geometry import estimate_similarity, precise_dtype
-
-from .types import NUM_LANDMARKS
-
-CROP_SIZE = 256
-"""Side of the aligned crop (``cv2.warpAffine(..., (256, 256))`` in ``get_arcface``)."""
+from ..geometry import ALIGNED_SIZE, NUM_LANDMARKS, check_affine, estimate_similarity, invert_affine, precise_dtype
 
 ARCFACE_TEMPLATE_96x112 = (
     (30.2946, 51.6963),
@@ -66,13 +55,6 @@ def _check_landmarks(landmarks68: torch.Tensor) -> None:
         raise TypeError(f"landmarks68 must be a torch.Tensor, got {type(landmarks68).__name__}")
     if landmarks68.ndim != 3 or tuple(landmarks68.shape[1:]) != (NUM_LANDMARKS, 2):
         raise ValueError(f"landmarks68 must have shape (B, {NUM_LANDMARKS}, 2) in pixels (x, y), got {tuple(landmarks68.shape)}")
-
-
-def _check_affine(name: str, matrix: torch.Tensor) -> None:
-    if not torch.is_tensor(matrix):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(matrix).__name__}")
-    if matrix.ndim < 2 or tuple(matrix.shape[-2:]) != (3, 3):
-        raise ValueError(f"{name} must have shape (..., 3, 3), got {tuple(matrix.shape)}")
 
 
 def five_points(landmarks68: torch.Tensor) -> torch.Tensor:
@@ -115,27 +97,7 @@ def alignment_transform(landmarks68: torch.Tensor, template: torch.Tensor | np.n
     return estimate_similarity(five_points(landmarks68), dst)
 
 
-def resize_transform(height: int, width: int, size: int = CROP_SIZE, device: torch.device | str = "cpu") -> torch.Tensor:
-    """``crop_from_frame`` of ``cv2.resize(frame, (size, size))``: a stretch, pixel centres aligned.
-
-    ``x_crop = (x + 0.5) * size / W - 0.5`` (and the same for y with H).
-
-    Returns:
-        ``(3, 3)`` float64 (float32 on MPS).
-
-    Example:
-        >>> resize_transform(2, 4, size=8).tolist()
-        [[2.0, 0.0, 0.5], [0.0, 4.0, 1.5], [0.0, 0.0, 1.0]]
-    """
-    _check_size(height, width, size)
-    sx, sy = size / width, size / height
-    return torch.tensor(
-        [[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]],
-        dtype=precise_dtype(torch.device(device)), device=device,
-    )
-
-
-def letterbox_transform(height: int, width: int, size: int = CROP_SIZE, device: torch.device | str = "cpu") -> torch.Tensor:
+def letterbox_transform(height: int, width: int, size: int = ALIGNED_SIZE, device: torch.device | str = "cpu") -> torch.Tensor:
     """``crop_from_frame`` fitting the whole frame into ``size x size``, aspect kept, centred.
 
     The frame's longer side spans the crop (edge to edge); the shorter one is centred
@@ -148,56 +110,13 @@ def letterbox_transform(height: int, width: int, size: int = CROP_SIZE, device: 
         >>> letterbox_transform(2, 4, size=8).tolist()
         [[2.0, 0.0, 0.5], [0.0, 2.0, 2.5], [0.0, 0.0, 1.0]]
     """
-    _check_size(height, width, size)
+    if height < 1 or width < 1 or size < 1:
+        raise ValueError(f"sizes must be positive, got height={height}, width={width}, size={size}")
     s = size / max(height, width)
     # frame edges [-0.5, W - 0.5] map to [ox - 0.5, ox - 0.5 + s W], centred in [-0.5, size - 0.5]
     ox = 0.5 * s - 0.5 + (size - s * width) / 2
     oy = 0.5 * s - 0.5 + (size - s * height) / 2
     return torch.tensor([[s, 0.0, ox], [0.0, s, oy], [0.0, 0.0, 1.0]], dtype=precise_dtype(torch.device(device)), device=device)
-
-
-def _check_size(height: int, width: int, size: int) -> None:
-    if height < 1 or width < 1 or size < 1:
-        raise ValueError(f"sizes must be positive, got height={height}, width={width}, size={size}")
-
-
-def invert_affine(matrix: torch.Tensor) -> torch.Tensor:
-    """Inverse of ``(..., 3, 3)`` affines (last row ``[0, 0, 1]``), e.g. ``frame_from_crop``.
-
-    Example:
-        >>> (invert_affine(torch.tensor([[2.0, 0.0, 4.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]])) + 0.0).tolist()
-        [[0.5, 0.0, -2.0], [0.0, 0.5, 0.0], [0.0, 0.0, 1.0]]
-    """
-    _check_affine("matrix", matrix)
-    linear = matrix[..., :2, :2]
-    a, b, c, d = linear[..., 0, 0], linear[..., 0, 1], linear[..., 1, 0], linear[..., 1, 1]
-    det = a * d - b * c
-    if bool((det == 0).any()):
-        raise ValueError("invert_affine: a matrix is singular")
-    inv_linear = torch.stack([torch.stack([d, -b], dim=-1), torch.stack([-c, a], dim=-1)], dim=-2) / det[..., None, None]
-    inv_shift = -(inv_linear @ matrix[..., :2, 2:3])
-    out = torch.zeros_like(matrix)
-    out[..., :2, :2] = inv_linear
-    out[..., :2, 2:3] = inv_shift
-    out[..., 2, 2] = 1.0
-    return out
-
-
-def transform_points(matrix: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """Apply ``(B, 3, 3)`` affines to ``(B, N, 2)`` points; NaN points stay NaN. Returns ``points``' dtype.
-
-    Example:
-        >>> m = torch.tensor([[[2.0, 0.0, 1.0], [0.0, 2.0, -1.0], [0.0, 0.0, 1.0]]])
-        >>> transform_points(m, torch.tensor([[[1.0, 1.0]]])).tolist()
-        [[[3.0, 1.0]]]
-    """
-    _check_affine("matrix", matrix)
-    if points.ndim != 3 or points.shape[-1] != 2 or matrix.ndim != 3 or matrix.shape[0] != points.shape[0]:
-        raise ValueError(f"need matrix (B, 3, 3) and points (B, N, 2), got {tuple(matrix.shape)} and {tuple(points.shape)}")
-    m = matrix.to(device=points.device, dtype=precise_dtype(points.device))
-    p = points.to(m.dtype)
-    out = p @ m[:, :2, :2].transpose(1, 2) + m[:, None, :2, 2]
-    return out.to(points.dtype)
 
 
 def similarity_parameters(crop_from_frame: torch.Tensor) -> torch.Tensor:
@@ -209,11 +128,11 @@ def similarity_parameters(crop_from_frame: torch.Tensor) -> torch.Tensor:
     for ``size = 256``. :func:`similarity_from_parameters` is the inverse. The parameters
     are what temporal smoothing filters: they vary smoothly when the face moves.
     """
-    _check_affine("crop_from_frame", crop_from_frame)
+    check_affine("crop_from_frame", crop_from_frame)
     a, b = crop_from_frame[..., 0, 0], crop_from_frame[..., 1, 0]
     log_s = 0.5 * torch.log(a * a + b * b)
     theta = torch.atan2(b, a)
-    centre = torch.full((*crop_from_frame.shape[:-2], 2), (CROP_SIZE - 1) / 2.0, dtype=crop_from_frame.dtype, device=crop_from_frame.device)
+    centre = torch.full((*crop_from_frame.shape[:-2], 2), (ALIGNED_SIZE - 1) / 2.0, dtype=crop_from_frame.dtype, device=crop_from_frame.device)
     frame_from_crop = invert_affine(crop_from_frame)
     c = (frame_from_crop[..., :2, :2] @ centre[..., None])[..., 0] + frame_from_crop[..., :2, 2]
     return torch.stack([log_s, theta, c[..., 0], c[..., 1]], dim=-1)
@@ -225,7 +144,7 @@ def similarity_from_parameters(params: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"params must have shape (..., 4) as [log s, theta, cx, cy], got {tuple(params.shape)}")
     s = torch.exp(params[..., 0])
     a, b = s * torch.cos(params[..., 1]), s * torch.sin(params[..., 1])
-    half = (CROP_SIZE - 1) / 2.0
+    half = (ALIGNED_SIZE - 1) / 2.0
     cx, cy = params[..., 2], params[..., 3]
     tx = half - (a * cx - b * cy)
     ty = half - (b * cx + a * cy)
@@ -234,75 +153,9 @@ def similarity_from_parameters(params: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, dim=-2)
 
 
-def warp_affine(frames: torch.Tensor, crop_from_frame: torch.Tensor, size: int = CROP_SIZE) -> torch.Tensor:
-    """Warp frames into ``size x size`` crops: bilinear, zero (black) outside the frame.
-
-    Output pixel ``(u, v)`` samples the frame at ``frame_from_crop @ [u, v, 1]``, as
-    ``cv2.warpAffine(frame, crop_from_frame[:2], (size, size), flags=INTER_LINEAR,
-    borderValue=0)`` does; OpenCV quantises sample positions to 1/32 pixel and weights to
-    1/1024, so the two agree within one uint8 level on almost every pixel, not bit for bit
-    (use :func:`warp_affine_cv2` for that). No antialiasing: like the official call, a
-    face much larger than the crop aliases.
-
-    Args:
-        frames: ``(B, C, H, W)`` floating point.
-        crop_from_frame: ``(B, 3, 3)`` (or ``(3, 3)``, shared).
-        size: output side in pixels.
-
-    Returns:
-        ``(B, C, size, size)`` in ``frames``' dtype and device.
-
-    Example:
-        >>> frame = torch.arange(16.0).reshape(1, 1, 4, 4)
-        >>> shift = torch.tensor([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-        >>> warp_affine(frame, shift, size=3)[0, 0].tolist()
-        [[1.0, 2.0, 3.0], [5.0, 6.0, 7.0], [9.0, 10.0, 11.0]]
-    """
-    if not torch.is_tensor(frames) or not frames.is_floating_point() or frames.ndim != 4:
-        got = tuple(frames.shape) if torch.is_tensor(frames) else type(frames).__name__
-        raise ValueError(f"frames must be a floating-point (B, C, H, W) tensor, got {got}")
-    _check_affine("crop_from_frame", crop_from_frame)
-    batch, _, height, width = frames.shape
-    if crop_from_frame.ndim == 2:
-        crop_from_frame = crop_from_frame.expand(batch, 3, 3)
-    if crop_from_frame.ndim != 3 or crop_from_frame.shape[0] != batch:
-        raise ValueError(f"crop_from_frame must have shape ({batch}, 3, 3), got {tuple(crop_from_frame.shape)}")
-    precise = precise_dtype(frames.device)
-    frame_from_crop = invert_affine(crop_from_frame.to(device=frames.device, dtype=precise))
-    # crop pixel centres -> frame pixels -> grid_sample's [-1, 1] (align_corners=False: -1 is the left edge)
-    coords = torch.arange(size, device=frames.device, dtype=precise)
-    v, u = torch.meshgrid(coords, coords, indexing="ij")
-    crop_pts = torch.stack([u, v, torch.ones_like(u)], dim=-1).reshape(1, -1, 3)  # (1, size*size, 3)
-    frame_pts = crop_pts @ frame_from_crop[:, :2].transpose(1, 2)  # (B, size*size, 2)
-    scale = torch.tensor([2.0 / width, 2.0 / height], device=frames.device, dtype=precise)
-    grid = ((frame_pts + 0.5) * scale - 1.0).reshape(batch, size, size, 2)
-    out = F.grid_sample(frames, grid.to(frames.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
-    return out
-
-
-def warp_affine_cv2(frame: np.ndarray, crop_from_frame: torch.Tensor | np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
-    """``cv2.warpAffine(frame, crop_from_frame[:2], (size, size), borderValue=0)``, the official call.
-
-    Args:
-        frame: ``(H, W, C)`` numpy (uint8 for official parity).
-        crop_from_frame: ``(3, 3)`` or ``(2, 3)``.
-
-    Returns:
-        ``(size, size, C)`` numpy, ``frame``'s dtype.
-    """
-    import cv2
-
-    matrix = crop_from_frame.detach().cpu().numpy() if torch.is_tensor(crop_from_frame) else np.asarray(crop_from_frame)
-    if matrix.shape not in ((3, 3), (2, 3)):
-        raise ValueError(f"crop_from_frame must have shape (3, 3) or (2, 3), got {matrix.shape}")
-    if frame.ndim != 3:
-        raise ValueError(f"frame must have shape (H, W, C), got {frame.shape}")
-    return cv2.warpAffine(frame, matrix[:2].astype(np.float64), (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
-
-
 def crop_scale(crop_from_frame: torch.Tensor) -> torch.Tensor:
     """Crop pixels per frame pixel of ``(..., 3, 3)`` similarities: ``sqrt(|det|)``."""
-    _check_affine("crop_from_frame", crop_from_frame)
+    check_affine("crop_from_frame", crop_from_frame)
     linear = crop_from_frame[..., :2, :2]
     det = linear[..., 0, 0] * linear[..., 1, 1] - linear[..., 0, 1] * linear[..., 1, 0]
     return det.abs().sqrt()

@@ -43,6 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..geometry import NUM_LANDMARKS
+
 log = logging.getLogger(__name__)
 
 S3FD_FILE = "s3fd-619a316812.pth"
@@ -72,7 +74,6 @@ FAN_CENTER_SHIFT = 0.12
 FAN_STACKS = 4
 FAN_HOURGLASS_DEPTH = 4
 FAN_FEATURES = 256
-NUM_LANDMARKS = 68
 
 FLIP_PERMUTATION = (
     16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0,

@@ -15,9 +15,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from ..errors import PASLError
-
-NUM_LANDMARKS = 68
-"""iBUG 300-W / Multi-PIE 68-point layout (0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes, 48-67 mouth)."""
+from ..geometry import NUM_LANDMARKS  # iBUG-68: 0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes, 48-67 mouth
 
 
 class NoFaceError(PASLError):

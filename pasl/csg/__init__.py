@@ -10,11 +10,9 @@ Rendering the codes (FLAME, depth and landmark images) lives elsewhere.
 from .codes import CODE_LAYOUT, NUM_CODE_PARAMS, RECOMPOSE_MODES, FlameCodes, recompose
 from .crop import (
     DECA_CROP_SCALE,
-    DECA_CROP_SIZE,
     box_crop_transform,
     deca_crop,
     deca_crop_transform,
-    estimate_similarity,
     full_image_box,
     full_image_crop_transform,
     landmarks_box,
@@ -32,7 +30,6 @@ from .encoder import (
 __all__ = [
     "CODE_LAYOUT",
     "DECA_CROP_SCALE",
-    "DECA_CROP_SIZE",
     "DECA_FILE",
     "DECA_SOURCE",
     "NUM_CODE_PARAMS",
@@ -44,7 +41,6 @@ __all__ = [
     "convert_deca_to_safetensors",
     "deca_crop",
     "deca_crop_transform",
-    "estimate_similarity",
     "full_image_box",
     "full_image_crop_transform",
     "landmarks_box",

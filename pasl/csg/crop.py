@@ -12,27 +12,21 @@ scale=1.25`` and a ``kpt68`` box, without scikit-image:
 4. ``skimage.transform.warp(image, tform.inverse, output_shape=(224, 224))``: bilinear,
    zero outside the image, then skimage's range clip.
 
-Convention: pixel coordinates ``(x, y)``, x to the right, y down, origin at the centre of
-the top-left pixel (skimage's, and DECA's), so pixel ``[row i, column j]`` sits at
-``(j, i)``. A ``crop_from_image`` transform is a ``(B, 3, 3)`` homogeneous matrix acting on
-column vectors ``[x, y, 1]``: DECA's ``tform.params``. Transforms are computed in float64,
-as skimage does.
+Convention: :mod:`pasl.geometry`'s (skimage's and DECA's pixel coordinates); a
+``crop_from_image`` transform is DECA's ``tform.params``. Transforms are computed in
+float64, as skimage does.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from ..geometry import estimate_similarity, precise_dtype
+from ..geometry import DECA_CROP_SIZE, NUM_LANDMARKS, estimate_similarity, precise_dtype, warp_affine
 
-DECA_CROP_SIZE = 224
-"""Side of the encoder input (``TestData(crop_size=224)``)."""
 DECA_CROP_SCALE = 1.25
 """Crop side over landmark-box size (``TestData(scale=1.25)``)."""
 KPT68_BOX_SCALE = 1.1
 """``bbox2point(type='kpt68')`` enlarges the landmark box by this factor."""
-NUM_LANDMARKS = 68
 
 
 def landmarks_box(landmarks68: torch.Tensor) -> torch.Tensor:
@@ -160,8 +154,8 @@ def deca_crop(images: torch.Tensor, tform: torch.Tensor, crop_size: int = DECA_C
     sampling runs in float64 (float32 on MPS) like skimage's; the result is cast back.
 
     Convention: output pixel ``(x, y)`` takes the input at ``inverse(tform) @ [x, y, 1]``
-    (see the module docstring); ``grid_sample`` with ``align_corners=True`` uses the same
-    pixel-centre convention once coordinates are scaled by ``2 / (side - 1)``.
+    (:func:`pasl.geometry.warp_affine`, whose zero-padded bilinear taps are skimage's
+    ``order=1, cval=0``).
 
     Args:
         images: ``(B, C, H, W)`` float, RGB in [0, 1] for DECA, H and W >= 2.
@@ -179,23 +173,13 @@ def deca_crop(images: torch.Tensor, tform: torch.Tensor, crop_size: int = DECA_C
         raise ValueError(f"images must have shape (B, C, H, W) with H, W >= 2, got {tuple(images.shape)}{hint}")
     if not images.is_floating_point():
         raise TypeError(f"images must be floating point in [0, 1], got {images.dtype}")
-    batch, _, height, width = images.shape
+    batch = images.shape[0]
     if tform.shape not in ((batch, 3, 3), (1, 3, 3)):
         raise ValueError(f"tform must have shape ({batch}, 3, 3) or (1, 3, 3), got {tuple(tform.shape)}")
     if batch == 0:
         return images.new_zeros(0, images.shape[1], crop_size, crop_size)
-    work = precise_dtype(images.device)
-    image_from_crop = torch.linalg.inv(tform.to(device=images.device, dtype=work)).expand(batch, 3, 3)
-
-    axis = torch.arange(crop_size, device=images.device, dtype=work)
-    ys, xs = torch.meshgrid(axis, axis, indexing="ij")
-    crop_points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, -1, 3, 1)  # (1, S*S, 3, 1)
-    points = (image_from_crop[:, None] @ crop_points)[..., 0]  # (B, S*S, 3): [x, y, w] in image pixels
-    x, y = points[..., 0] / points[..., 2], points[..., 1] / points[..., 2]
-    grid = torch.stack([x * (2.0 / (width - 1)) - 1.0, y * (2.0 / (height - 1)) - 1.0], dim=-1)
-    grid = grid.reshape(batch, crop_size, crop_size, 2)
-    source = images.to(work)
-    out = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    source = images.to(precise_dtype(images.device))
+    out = warp_affine(source, tform.to(device=images.device, dtype=source.dtype).expand(batch, 3, 3), crop_size)
     return _clip_like_skimage(source, out).to(images.dtype)
 
 

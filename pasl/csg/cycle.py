@@ -20,12 +20,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ..geometry import DECA_CROP_SIZE
 from ..raster import rasterize
 from ..render import orthographic_project
 from .codes import FlameCodes
 
-SHAPE_RENDER_SIZE = 224
-"""DECA's crop size: the encoder's input."""
 GREY_ALBEDO = 180.0 / 255.0
 """DECA shows shapes in this grey."""
 LIGHT_DIRECTIONS = ((-1.0, 1.0, 1.0), (1.0, 1.0, 1.0), (-1.0, -1.0, 1.0), (1.0, -1.0, 1.0), (0.0, 0.0, 1.0))
@@ -55,7 +54,7 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(normals, dim=-1, eps=1e-12)
 
 
-def render_shape(vertices: torch.Tensor, cam: torch.Tensor, faces: torch.Tensor, image_size: int = SHAPE_RENDER_SIZE) -> torch.Tensor:
+def render_shape(vertices: torch.Tensor, cam: torch.Tensor, faces: torch.Tensor, image_size: int = DECA_CROP_SIZE) -> torch.Tensor:
     """Grey shaded rendering of FLAME meshes in the DECA crop, as the encoder would see it.
 
     Args:

@@ -24,12 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightFileError
+from ..geometry import DECA_CROP_SIZE
 from .codes import NUM_CODE_PARAMS, FlameCodes
 
 log = logging.getLogger(__name__)
 
-CROP_SIZE = 224
-"""Side of DECA's input crop (``cfg.dataset.image_size``)."""
 RESNET50_BLOCKS = (3, 4, 6, 3)
 """Bottleneck blocks per stage of ResNet-50."""
 STAGE_WIDTHS = (64, 128, 256, 512)
@@ -124,10 +123,10 @@ class FlameEncoder(nn.Module):
         """The raw ``(B, 236)`` code vector (DECA's ``parameters``)."""
         if not torch.is_tensor(images):
             raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-        if images.ndim != 4 or images.shape[1] != 3 or images.shape[-2:] != (CROP_SIZE, CROP_SIZE):
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[-2:] != (DECA_CROP_SIZE, DECA_CROP_SIZE):
             hint = " (channels-last? use images.movedim(-1, 1))" if images.ndim == 4 and images.shape[-1] == 3 else ""
             raise ValueError(
-                f"images must be DECA crops of shape (B, 3, {CROP_SIZE}, {CROP_SIZE}), got {tuple(images.shape)}{hint}; "
+                f"images must be DECA crops of shape (B, 3, {DECA_CROP_SIZE}, {DECA_CROP_SIZE}), got {tuple(images.shape)}{hint}; "
                 f"crop with pasl.csg.deca_crop"
             )
         weight = self.layers[0].weight
