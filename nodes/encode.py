@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from comfy_api.v0_0_2 import io
 
-from ..pasl.aeg import IMAGE_SIZE
-from ..pasl.identity import encode_identity, face_yaw
+from ..pasl.geometry import ALIGNED_SIZE
+from ..pasl.identity import encode_identity
 from ..pasl.imageops import resize_square
 from ..pasl.pae import pose_bin
-
-from .host import Progress, images_to_bchw
+from ..pasl.shape import CROP_LANDMARKS, face_yaw, shape_codes
+from .host import Progress, crop_detector, images_to_bchw
 
 
 def _pose_text(yaw: torch.Tensor) -> str:
@@ -32,6 +32,9 @@ class PASLEncodeStyle(io.ComfyNode):
                 io.Image.Input("source", tooltip="One face, or a batch (one code each)."),
                 io.Custom("PASL_ALIGN").Input("source_align", optional=True,
                                               tooltip="PASL Face Align of the same source: its landmarks give DECA a tighter crop for the yaw."),
+                io.Combo.Input("crop_landmarks", options=list(CROP_LANDMARKS), default="redetect", optional=True,
+                               tooltip="With source_align: where DECA's crop for the yaw comes from; keep it equal to "
+                               "PASL Shape Recompose's so both read the same yaw."),
             ],
             outputs=[
                 io.Custom("PASL_STYLE").Output(display_name="style"),
@@ -41,27 +44,28 @@ class PASLEncodeStyle(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, models, source, source_align=None) -> io.NodeOutput:
+    def execute(cls, models, source, source_align=None, crop_landmarks="redetect") -> io.NodeOutput:
         loaded = models.load()
         aeg, device = loaded.aeg, loaded.device
         progress = Progress(source.shape[0] + 1)
         codes = []
         for image in source.split(1):
-            face = resize_square(images_to_bchw(image, device, models.dtype), IMAGE_SIZE)
+            face = resize_square(images_to_bchw(image, device, models.dtype), ALIGNED_SIZE)
             with torch.inference_mode():
                 codes.append(aeg.style_encoder(face).float().cpu())
             progress.step()
         identity, pose = None, "unknown: the yaw needs DECA and FLAME (PASL Load Models)"
         if loaded.shape_encoder is not None and loaded.flame is not None:
             faces = images_to_bchw(source, torch.device("cpu"), torch.float32)
-            landmarks = has_face = None
-            if source_align is not None and len(source_align) == source.shape[0] and source.shape[1:3] == (IMAGE_SIZE, IMAGE_SIZE):
-                landmarks, has_face = source_align.landmarks_crop, source_align.has_face
+            aligned = source_align is not None and len(source_align) == source.shape[0] and source.shape[1:3] == (ALIGNED_SIZE, ALIGNED_SIZE)
             with torch.inference_mode():
+                shapes = shape_codes(
+                    loaded.shape_encoder, resize_square(faces, ALIGNED_SIZE),
+                    source_align.landmarks_crop if aligned else None, source_align.has_face if aligned else None,
+                    crop_landmarks=crop_landmarks, detector=crop_detector(source_align) if aligned and crop_landmarks == "redetect" else None,
+                )
                 if loaded.pae is not None:
-                    identity = encode_identity(loaded, faces, landmarks, has_face)
-                    pose = _pose_text(identity.yaw)
-                else:
-                    pose = _pose_text(face_yaw(loaded, faces, landmarks, has_face))
+                    identity = encode_identity(loaded, faces, shapes)
+                pose = _pose_text(face_yaw(shapes))
         progress.step()
         return io.NodeOutput(torch.cat(codes), identity, pose)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.v0_0_2 import io
 
-from ..pasl.aeg import IMAGE_SIZE
-from ..pasl.imageops import resize_square
-
+from ..pasl.generate import generate_faces
 from .host import Progress, images_to_bchw, to_comfy_image
 
 
@@ -43,18 +41,9 @@ class PASLGenerate(io.ComfyNode):
     def execute(cls, models, style, depth, landmarks, batch_size=8) -> io.NodeOutput:
         frames = _match_batches(style, depth, landmarks)
         loaded = models.load()
-        aeg, device = loaded.aeg, loaded.device
+        cpu = torch.device("cpu")
+        maps = [images_to_bchw(t, cpu, torch.float32) for t in (depth, landmarks)]  # views: moved per batch
+        maps = [m.expand(frames, -1, -1, -1) if m.shape[0] == 1 else m for m in maps]  # batch-1 inputs broadcast
         progress = Progress(frames)
-        faces = []
-        for start in range(0, frames, batch_size):
-            index = torch.arange(start, min(start + batch_size, frames))
-            pick = lambda t: t[index.clamp(max=t.shape[0] - 1)]  # noqa: E731  (batch-1 inputs broadcast)
-            maps = [resize_square(images_to_bchw(pick(t), device, models.dtype), IMAGE_SIZE) for t in (depth, landmarks)]
-            drawn = (maps[0].flatten(1).amax(1) > 0) | (maps[1].flatten(1).amax(1) > 0)
-            out = torch.zeros_like(maps[0])
-            if bool(drawn.any()):
-                with torch.inference_mode():
-                    out[drawn] = aeg.generator(maps[0][drawn], maps[1][drawn], pick(style)[drawn.cpu()].to(device=device, dtype=models.dtype))
-            faces.append(to_comfy_image(out))
-            progress.step(len(index))
-        return io.NodeOutput(torch.cat(faces))
+        faces = generate_faces(loaded.aeg.generator, style, *maps, batch_size=batch_size, progress=progress.to, out_device=cpu)
+        return io.NodeOutput(to_comfy_image(faces))

@@ -145,5 +145,11 @@ def detector(backend: str):
     return _DETECTORS[key]
 
 
+def crop_detector(alignment):
+    """The detector that aligned ``alignment`` (a ``PASL_ALIGN``), for DECA's landmark pass on its
+    crops; None for crops that were only resized without a detector."""
+    return detector(alignment.backend) if alignment.backend else None
+
+
 def chunks(count: int, size: int) -> list[slice]:
     return [slice(start, min(start + size, count)) for start in range(0, count, size)]

@@ -7,8 +7,8 @@ from comfy_api.v0_0_2 import io
 
 from ..pasl.csg.codes import RECOMPOSE_MODES
 from ..pasl.csg.cycle import CycleReport
-from ..pasl.shape import CROP_LANDMARKS, ShapeCodes, deca_landmarks, encode_shapes, recompose_shapes
-from .host import Progress, chunks, detector
+from ..pasl.shape import CROP_LANDMARKS, ShapeCodes, recompose_shapes, shape_codes
+from .host import Progress, chunks, crop_detector
 
 FRAMES_PER_STEP = 16
 
@@ -45,12 +45,10 @@ class PASLShapeRecompose(io.ComfyNode):
         progress = Progress(len(driver_align) + 1)
 
         def encode(alignment, part: slice) -> ShapeCodes:
-            aligner = detector(alignment.backend) if crop_landmarks == "redetect" and alignment.backend else None  # reused
-            points, found = deca_landmarks(crop_landmarks, aligner, alignment.crops[part], alignment.landmarks_crop[part],
-                                           alignment.has_face[part])
-            with torch.inference_mode():
-                codes = encode_shapes(loaded.shape_encoder, alignment.crops[part].to(loaded.device), points.to(loaded.device), found)
-            codes = codes.with_faces(alignment.has_face[part])  # frames without a face render as empty maps
+            with torch.inference_mode():  # frames without a face are flagged and render as empty maps
+                codes = shape_codes(loaded.shape_encoder, alignment.crops[part], alignment.landmarks_crop[part],
+                                    alignment.has_face[part], crop_landmarks=crop_landmarks,
+                                    detector=crop_detector(alignment) if crop_landmarks == "redetect" else None)
             progress.step(part.stop - part.start)
             return codes
 

@@ -2,7 +2,8 @@
 
 Glue between the PAE networks (:mod:`pasl.pae`) and the shape stage, which gives every
 face its yaw: the paper's PAE-CSIM picks its network by the yaws of the two faces it
-compares (pasl-reference §6), measured here on the faces themselves with DECA.
+compares (pasl-reference §6), measured here on the faces themselves with DECA
+(:func:`pasl.shape.face_yaw` of :func:`pasl.shape.shape_codes`, the one definition).
 """
 
 from __future__ import annotations
@@ -12,36 +13,18 @@ from dataclasses import dataclass
 
 import torch
 
+from .geometry import ALIGNED_SIZE
 from .imageops import resize_square
 from .models import PASLModels
-from .pae import IdentityReference, Protocol, cosine_similarity, head_yaw_degrees, identity_reference, pair_kind, pose_bin
-from .shape import ALIGNED_SIZE, encode_shapes
+from .pae import IdentityReference, Protocol, cosine_similarity, identity_reference, pair_kind, pose_bin
+from .shape import ShapeCodes, face_yaw, shape_codes
 
 
-def face_yaw(
-    models: PASLModels, crops: torch.Tensor, landmarks_crop: torch.Tensor | None = None, has_face: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Head yaw in degrees of aligned face crops ``(B, 3, H, W)``, from DECA's pose code.
-
-    Without landmarks DECA crops around the whole image (its no-face fallback), which is
-    what an aligned crop needs anyway.
-    """
-    models.require_shape_stage()
-    crops = resize_square(crops.float(), ALIGNED_SIZE)
-    count = crops.shape[0]
-    if landmarks_crop is None:
-        landmarks_crop = torch.zeros(count, 68, 2)
-        has_face = torch.zeros(count, dtype=torch.bool)
-    shapes = encode_shapes(models.shape_encoder, crops.to(models.device), landmarks_crop.to(models.device), has_face)
-    return head_yaw_degrees(shapes.codes.pose).cpu()
-
-
-def encode_identity(
-    models: PASLModels, crops: torch.Tensor, landmarks_crop: torch.Tensor | None = None, has_face: torch.Tensor | None = None
-) -> IdentityReference:
-    """The ``PASL_IDENTITY`` of source crops: their yaw and an embedding by every PAE network."""
+def encode_identity(models: PASLModels, crops: torch.Tensor, shapes: ShapeCodes) -> IdentityReference:
+    """The ``PASL_IDENTITY`` of source crops ``(B, 3, H, W)``: an embedding by every PAE network,
+    and the yaw of their :func:`pasl.shape.shape_codes` (read once, by the caller, for both uses)."""
     models.require_identity()
-    return identity_reference(models.pae, crops.to(models.device), face_yaw(models, crops, landmarks_crop, has_face))
+    return identity_reference(models.pae, crops.to(models.device), face_yaw(shapes))
 
 
 @dataclass(frozen=True)
@@ -96,13 +79,19 @@ def score_identity(
     protocol: Protocol = "fixed",
     source_index: int = 0,
     skip: torch.Tensor | None = None,
+    *,
+    crop_landmarks: str = "mapped",
+    detector=None,
 ) -> IdentityScores:
     """PAE-CSIM between face crops ``(B, 3, H, W)`` (e.g. generated faces) and one source face.
 
     The network of each pair follows the two measured yaws (:func:`pasl.pae.pair_kind`).
     With ``protocol="fixed"`` the source's stored embeddings are reused; ``"official"``
     re-embeds both faces with ``mean_pae_csim.py``'s input recipe and its PP->SS routing.
-    Blank faces, and those where ``skip`` (``(B,)`` bool) is True, get NaN.
+    Blank faces, and those where ``skip`` (``(B,)`` bool) is True, get NaN. Each face's yaw
+    is :func:`pasl.shape.face_yaw` of its shape codes; generated faces come without
+    landmarks, so DECA crops the whole face crop unless ``crop_landmarks="redetect"`` with a
+    ``detector`` asks for the official landmark pass on them.
     """
     models.require_identity()
     count = faces.shape[0]
@@ -114,7 +103,9 @@ def score_identity(
     keep = (~ignored).nonzero().flatten()
     if keep.numel():
         picked = faces[keep].float()
-        yaw[keep] = face_yaw(models, picked)
+        models.require_shape_stage()
+        crops = resize_square(picked, ALIGNED_SIZE).to(models.device)
+        yaw[keep] = face_yaw(shape_codes(models.shape_encoder, crops, crop_landmarks=crop_landmarks, detector=detector))
         picked_kinds = [pair_kind(source_yaw, y) for y in yaw[keep].tolist()]
         if protocol == "fixed":  # stored with the source
             by_kind = {k: reference.embeddings[k][source_index : source_index + 1] for k in set(picked_kinds)}

@@ -18,14 +18,17 @@ import torch
 
 from .align import ALIGN_MODES, WARPS, FaceAlignment, NoFaceError, TemporalSmoother, align_faces, to_frames
 from .composite import paste_back
+from .csg.codes import RECOMPOSE_MODES
 from .csg.cycle import CycleReport
 from .errors import PASLError
-from .identity import IdentityScores, score_identity
-from .models import PASLModels
-from .pae import IdentityReference, head_yaw_degrees, identity_reference
-from .csg.codes import RECOMPOSE_MODES
+from .generate import generate_faces
+from .geometry import ALIGNED_SIZE
+from .identity import IdentityScores, encode_identity, score_identity
 from .imageops import QUANTIZE_MODES
-from .shape import CROP_LANDMARKS, ShapeCodes, deca_landmarks, encode_shapes, recompose_shapes, render_conditioning
+from .masks import MASK_KINDS
+from .models import PASLModels
+from .pae import IdentityReference
+from .shape import CROP_LANDMARKS, ShapeCodes, recompose_shapes, render_conditioning, shape_codes
 
 log = logging.getLogger(__name__)
 
@@ -219,14 +222,13 @@ class Reenactor:
         crop = alignment.crops.to(models.device)
         with torch.inference_mode():
             style = models.aeg.style_encoder(crop.to(models.dtype))
-            landmarks, found = self._crop_landmarks(alignment.crops, alignment.landmarks_crop, alignment.has_face)
-            shape = encode_shapes(models.shape_encoder, crop, landmarks.to(models.device), found)
-            # the source's yaw is read from the codes just computed (no second DECA pass)
-            identity = identity_reference(models.pae, crop, head_yaw_degrees(shape.codes.pose)) if self.options.identity_score else None
+            shape = self._shape_codes(alignment.crops, alignment.landmarks_crop, alignment.has_face)
+            identity = encode_identity(models, crop, shape) if self.options.identity_score else None
         return SourceFace(crop=crop, style=style, shape=shape, alignment=alignment, identity=identity)
 
-    def _crop_landmarks(self, crops: torch.Tensor, mapped: torch.Tensor, has_face: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return deca_landmarks(self.options.crop_landmarks, self.detector, crops, mapped, has_face)
+    def _shape_codes(self, crops: torch.Tensor, landmarks_crop: torch.Tensor, has_face: torch.Tensor) -> ShapeCodes:
+        return shape_codes(self.models.shape_encoder, crops, landmarks_crop, has_face,
+                           crop_landmarks=self.options.crop_landmarks, detector=self.detector)
 
     def _align(self, frames: list[torch.Tensor], smoother: TemporalSmoother | None) -> FaceAlignment:
         o = self.options
@@ -237,11 +239,8 @@ class Reenactor:
         models, options = self.models, self.options
         shapes, report = recompose_shapes(models, source.shape, driver, options.mode, options.refine_steps, options.cycle_check)
         depth, landmarks = render_conditioning(models.flame, models.faces, shapes, flatten=options.flatten)
-        faces = []
-        for start in range(0, depth.shape[0], options.batch_size):
-            part = slice(start, start + options.batch_size)
-            faces.append(models.aeg.generator(depth[part].to(models.dtype), landmarks[part].to(models.dtype), source.style).float())
-        return torch.cat(faces), depth, landmarks, report
+        faces = generate_faces(models.aeg.generator, source.style, depth, landmarks, shapes.face_mask, batch_size=options.batch_size)
+        return faces, depth, landmarks, report
 
     def reenact(self, source: SourceFace, frames: Any, smoother: TemporalSmoother | None = None, first_frame: int = 0) -> ReenactedChunk:
         """Reenact one chunk of driving frames (all of one size when pasting back)."""
@@ -250,14 +249,13 @@ class Reenactor:
         alignment = self._align(frame_list, smoother)
         has_face = alignment.has_face.cpu()
         faces = alignment.crops.cpu().clone()
-        depth, landmarks = torch.zeros(count, 3, 256, 256), torch.zeros(count, 3, 256, 256)
+        depth, landmarks = torch.zeros(count, 3, ALIGNED_SIZE, ALIGNED_SIZE), torch.zeros(count, 3, ALIGNED_SIZE, ALIGNED_SIZE)
         report = None
         index = has_face.nonzero().flatten()
         if index.numel():
             models = self.models
             with torch.inference_mode():  # refine_codes switches gradients back on for itself
-                points, found = self._crop_landmarks(alignment.crops[index], alignment.landmarks_crop[index], has_face[index])
-                driver = encode_shapes(models.shape_encoder, alignment.crops[index].to(models.device), points.to(models.device), found)
+                driver = self._shape_codes(alignment.crops[index], alignment.landmarks_crop[index], has_face[index])
                 generated, maps_depth, maps_landmarks, report = self._generate(source, driver)
             faces[index], depth[index], landmarks[index] = generated.cpu(), maps_depth.cpu(), maps_landmarks.cpu()
         identity = None

@@ -1,9 +1,11 @@
-"""The shape stage in two calls: aligned crops -> FLAME codes, codes -> the AEG's two maps.
+"""The shape stage in two calls: aligned crops -> FLAME codes (:func:`shape_codes`), codes ->
+the AEG's two maps (:func:`render_conditioning`).
 
-Everything in between (DECA crop, ``E_flame``, FLAME, projection back into the 256
-crop, depth and landmark rendering) is the official recipe of pasl-reference §1.4-1.5;
-this module only wires the pieces together so the pipeline, the nodes and the CLI share
-one path.
+Everything in between (DECA's landmark pass and crop, ``E_flame``, FLAME, projection back
+into the 256 crop, depth and landmark rendering) is the official recipe of
+pasl-reference §1.4-1.5; this module only wires the pieces together so that the pipeline,
+every node and the identity score read a face the same way. In particular a face's yaw is
+always :func:`face_yaw` of its :func:`shape_codes`.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ import torch
 from .csg.codes import FlameCodes, recompose
 from .csg.cycle import CycleReport, cycle_check, refine_codes
 from .csg.crop import deca_crop, deca_crop_transform
+from .geometry import ALIGNED_SIZE, NUM_LANDMARKS
+from .imageops import to_uint8
+from .pae import head_yaw_degrees
 from .render import conditioning_maps, crop_to_image, orthographic_project
-
-ALIGNED_SIZE = 256
-"""Side of the aligned crops the AEG works on (and the conditioning maps' side)."""
 
 
 @dataclass(frozen=True)
@@ -82,11 +84,9 @@ def detect_crop_landmarks(detector, crops: torch.Tensor) -> tuple[torch.Tensor, 
         ``(landmarks, found)``: ``(B, 68, 2)`` float32 crop pixels (zeros where no face) and
         ``(B,)`` bool, ready for :func:`encode_shapes`.
     """
-    from .imageops import to_uint8
-
     second = detector.for_crop_landmarks()
     images = to_uint8(crops.detach().float().cpu()).permute(0, 2, 3, 1).numpy()
-    landmarks = torch.zeros(crops.shape[0], 68, 2)
+    landmarks = torch.zeros(crops.shape[0], NUM_LANDMARKS, 2)
     found = torch.zeros(crops.shape[0], dtype=torch.bool)
     for i, image in enumerate(images):
         faces = second.detect(image)
@@ -95,46 +95,79 @@ def detect_crop_landmarks(detector, crops: torch.Tensor) -> tuple[torch.Tensor, 
     return landmarks, found
 
 
-def deca_landmarks(
-    rule: str, detector, crops: torch.Tensor, mapped: torch.Tensor, has_face: torch.Tensor
+def _deca_landmarks(
+    rule: str, detector, crops: torch.Tensor, mapped: torch.Tensor | None, has_face: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Landmarks (and found flags) DECA's crop is boxed from, per :data:`CROP_LANDMARKS`.
 
-    ``"redetect"`` runs :func:`detect_crop_landmarks` (needs ``detector``); ``"mapped"``, or
-    no detector, uses the aligner's points ``mapped`` and flags ``has_face``.
+    ``"redetect"`` with a detector runs :func:`detect_crop_landmarks`; otherwise the
+    aligner's points ``mapped`` are used where ``has_face``, and without them DECA's
+    whole-crop fallback.
     """
     if rule not in CROP_LANDMARKS:
-        raise ValueError(f"rule must be one of {CROP_LANDMARKS}, got {rule!r}")
+        raise ValueError(f"crop_landmarks must be one of {CROP_LANDMARKS}, got {rule!r}")
+    count = crops.shape[0]
     if rule == "redetect" and detector is not None:
         return detect_crop_landmarks(detector, crops)
-    return mapped.cpu(), has_face.cpu()
+    if mapped is None:
+        return torch.zeros(count, NUM_LANDMARKS, 2), torch.zeros(count, dtype=torch.bool)
+    found = torch.ones(count, dtype=torch.bool) if has_face is None else torch.as_tensor(has_face).cpu().bool()
+    return mapped.detach().cpu(), found
 
 
-def encode_shapes(encoder, crops: torch.Tensor, landmarks_crop: torch.Tensor, has_face: torch.Tensor | None = None) -> ShapeCodes:
-    """DECA codes of aligned face crops.
+def shape_codes(
+    encoder,
+    crops: torch.Tensor,
+    landmarks_crop: torch.Tensor | None = None,
+    has_face: torch.Tensor | None = None,
+    *,
+    crop_landmarks: str = "redetect",
+    detector=None,
+) -> ShapeCodes:
+    """FLAME codes of aligned face crops: DECA's landmark pass, its 224 crop, ``E_flame``.
+
+    The one way the package reads a face's shape (pipeline, nodes, identity score).
 
     Args:
         encoder: a :class:`pasl.csg.encoder.FlameEncoder` (any device/dtype).
-        crops: ``(B, 3, 256, 256)`` RGB in [0, 1].
-        landmarks_crop: ``(B, 68, 2)`` iBUG-68 points in crop pixels (NaN where no face).
-            The official code re-runs FAN on the crop for these; the aligner's landmarks,
-            mapped into the crop, are the same points without a second detection.
-        has_face: ``(B,)`` bool; where False DECA's no-face fallback (the whole crop) is used.
+        crops: ``(B, 3, 256, 256)`` RGB in [0, 1], any device.
+        landmarks_crop: ``(B, 68, 2)`` the aligner's points in crop pixels (NaN where no
+            face), or None (e.g. generated faces).
+        has_face: ``(B,)`` bool from the aligner, or None for all True. Entries without a
+            face keep DECA's whole-crop codes, so batches stay aligned, and are flagged in
+            the result (they render as empty maps).
+        crop_landmarks: where DECA's crop box comes from (:data:`CROP_LANDMARKS`):
+            ``"redetect"``, the official second landmark pass on each crop (needs
+            ``detector``; without one it falls back to ``"mapped"``), or ``"mapped"``, the
+            aligner's points (one detection cheaper; without them DECA crops the whole crop).
+        detector: a :class:`pasl.align.Detector` for ``"redetect"``.
 
     Returns:
         :class:`ShapeCodes` on the encoder's device in float32.
     """
     if crops.ndim != 4 or crops.shape[1:] != (3, ALIGNED_SIZE, ALIGNED_SIZE):
         raise ValueError(f"crops must have shape (B, 3, {ALIGNED_SIZE}, {ALIGNED_SIZE}), got {tuple(crops.shape)}")
-    if landmarks_crop.shape != (crops.shape[0], 68, 2):
-        raise ValueError(f"landmarks_crop must have shape ({crops.shape[0]}, 68, 2), got {tuple(landmarks_crop.shape)}")
+    count = crops.shape[0]
+    if landmarks_crop is not None and tuple(landmarks_crop.shape) != (count, NUM_LANDMARKS, 2):
+        raise ValueError(f"landmarks_crop must have shape ({count}, {NUM_LANDMARKS}, 2), got {tuple(landmarks_crop.shape)}")
+    if has_face is not None and tuple(has_face.shape) != (count,):
+        raise ValueError(f"has_face must have shape ({count},), got {tuple(has_face.shape)}")
+    landmarks, found = _deca_landmarks(crop_landmarks, detector, crops, landmarks_crop, has_face)
     device = next(encoder.parameters()).device
-    found = torch.ones(crops.shape[0], dtype=torch.bool) if has_face is None else torch.as_tensor(has_face).bool()
-    landmarks = torch.where(found.to(landmarks_crop.device)[:, None, None], landmarks_crop, torch.zeros_like(landmarks_crop))
-    tform = deca_crop_transform(landmarks.to(device), face_found=found.to(device), image_size=(ALIGNED_SIZE, ALIGNED_SIZE))
+    landmarks = torch.where(found[:, None, None], landmarks, torch.zeros_like(landmarks)).to(device)
+    tform = deca_crop_transform(landmarks, face_found=found.to(device), image_size=(ALIGNED_SIZE, ALIGNED_SIZE))
     images = deca_crop(crops.to(device=device, dtype=torch.float32), tform)
     codes = encoder(images).to(torch.float32)
-    return ShapeCodes(codes, tform.to(torch.float32))
+    return ShapeCodes(codes, tform.to(torch.float32), None if has_face is None else torch.as_tensor(has_face).cpu().bool())
+
+
+def face_yaw(shapes: ShapeCodes) -> torch.Tensor:
+    """Head yaw in degrees, ``(B,)`` on the CPU: the one definition, from a face's :func:`shape_codes`.
+
+    It picks the PAE network of an identity score (pose bins at 30 and 60 degrees), so
+    every path must read it from the same codes.
+    """
+    return head_yaw_degrees(shapes.codes.pose).cpu()
 
 
 def render_conditioning(flame, faces: torch.Tensor, shapes: ShapeCodes, flatten: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,9 +11,10 @@ import torch
 
 from pae_synthetic import face_like_images, write_ir50
 from pasl.errors import MissingWeightError
-from pasl.identity import encode_identity, face_yaw, is_blank, score_identity
+from pasl.identity import encode_identity, is_blank, score_identity
 from pasl.models import load_models
 from pasl.pae import pair_kind
+from pasl.shape import face_yaw, shape_codes
 from pipeline_synthetic import steered_deca, weights_folder
 
 SOURCE_YAW = 70.0
@@ -30,6 +31,11 @@ def folder(tmp_path_factory, pae_folder) -> Path:
 @pytest.fixture(scope="module")
 def models(folder):
     return load_models([folder], identity="auto")
+
+
+def source_identity(models, crops):
+    """What the pipeline does with a source: its shape codes, then the identity (yaw from those codes)."""
+    return encode_identity(models, crops, shape_codes(models.shape_encoder, crops))
 
 
 def test_auto_loads_the_six_pae_networks(models):
@@ -53,7 +59,7 @@ def test_scores_without_encoders_explain_what_is_missing(tmp_path):
 
 
 def test_yaw_comes_from_the_shape_codes(models):
-    yaw = face_yaw(models, face_like_images(3, 2))
+    yaw = face_yaw(shape_codes(models.shape_encoder, face_like_images(3, 2)))
     assert yaw.shape == (2,)
     torch.testing.assert_close(yaw, torch.full((2,), SOURCE_YAW), atol=3.0, rtol=0)  # the steered bias, plus a little input
 
@@ -61,7 +67,7 @@ def test_yaw_comes_from_the_shape_codes(models):
 def test_source_scored_against_itself_is_one(models):
     faces = face_like_images(5, 1)
     with torch.no_grad():
-        reference = encode_identity(models, faces)
+        reference = source_identity(models, faces)
         scores = score_identity(models, reference, faces)
     assert reference.pose_bins == ["P"]
     assert scores.kinds == ["PP"]
@@ -72,7 +78,7 @@ def test_blank_faces_are_skipped_and_reported(models):
     faces = face_like_images(6, 3)
     faces[1] = 0
     with torch.no_grad():
-        reference = encode_identity(models, face_like_images(5, 1))
+        reference = source_identity(models, face_like_images(5, 1))
         scores = score_identity(models, reference, faces)
     assert is_blank(faces).tolist() == [False, True, False]
     assert math.isnan(scores.csim[1]) and scores.kinds[1] is None
@@ -88,7 +94,7 @@ def test_blank_faces_are_skipped_and_reported(models):
 def test_stored_embeddings_equal_a_direct_comparison(models):
     source, faces = face_like_images(5, 1), face_like_images(7, 3)
     with torch.no_grad():
-        reference = encode_identity(models, source)
+        reference = source_identity(models, source)
         scores = score_identity(models, reference, faces)
         direct, kinds = models.pae.similarity(source, faces, reference.yaw, scores.yaw)
         official = score_identity(models, reference, faces, protocol="official")

@@ -105,7 +105,7 @@ def host(tmp_path_factory, pae_folder) -> Host:
             return scripted
 
         with pytest.MonkeyPatch.context() as patch:
-            for module in ("align", "reenact", "shape"):
+            for module in ("align", "reenact", "host"):  # host.crop_detector serves Shape Recompose and Encode
                 patch.setattr(sys.modules[f"{PACK}.nodes.{module}"], "detector", detector)
             yield Host(nodes, base, sys.modules[PACK], io, double_execution.run_node, double_execution.validate,
                        double_execution.fingerprint, mm, comfy.utils, folder_paths, backends, scripted)
@@ -312,10 +312,13 @@ class TestEncode:
 
     def test_identity_and_pose_bin_of_the_source(self, host, models, style, source_aligned):
         _, identity, pose = style.outputs
-        library = host.pack_module("pasl.identity")
-        with torch.inference_mode():
-            expected = library.encode_identity(_library_models(models), source_aligned[0].movedim(-1, 1),
-                                               source_aligned[1].landmarks_crop, source_aligned[1].has_face)
+        library, shape = host.pack_module("pasl.identity"), host.pack_module("pasl.shape")
+        crops, alignment = source_aligned[0].movedim(-1, 1), source_aligned[1]
+        loaded = _library_models(models)
+        with torch.inference_mode():  # the source read as Shape Recompose and the pipeline read it: DECA's own landmark pass
+            codes = shape.shape_codes(loaded.shape_encoder, crops, alignment.landmarks_crop, alignment.has_face,
+                                      crop_landmarks="redetect", detector=host.pack_module("nodes.host").crop_detector(alignment))
+            expected = library.encode_identity(loaded, crops, codes)
         assert sorted(identity.embeddings) == ["FF", "FP", "FS", "PP", "SP", "SS"]
         for kind, embedding in identity.embeddings.items():
             assert embedding.shape == (1, 512)

@@ -12,7 +12,7 @@ from pasl.align import NoFaceError
 from pasl.errors import MissingWeightError
 from pasl.models import load_models
 from pasl.pipeline import ReenactOptions, Reenactor, RunSummary, frames_to_chunks
-from pasl.shape import encode_shapes
+from pasl.shape import shape_codes
 from pipeline_synthetic import ScriptedDetector, weights_folder
 
 
@@ -201,8 +201,8 @@ class TestOfficialPaths:
         assert float((results["redetect"].depth - results["mapped"].depth).abs().max()) > 0.1
         alignment = Reenactor(models, detector, ReenactOptions(smoothing=0.0))._align([driving[0]], None)
         points, found = detect_crop_landmarks(detector, alignment.crops)
-        with torch.inference_mode():
-            codes = encode_shapes(models.shape_encoder, alignment.crops, points, found)
+        with torch.inference_mode():  # the second pass's points, given as if they were the aligner's
+            codes = shape_codes(models.shape_encoder, alignment.crops, points, found, crop_landmarks="mapped")
             depth, landmarks = render_conditioning(models.flame, models.faces, codes)
         torch.testing.assert_close(results["redetect"].depth, depth)
         torch.testing.assert_close(results["redetect"].landmarks, landmarks)
