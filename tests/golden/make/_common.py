@@ -16,7 +16,9 @@ Modes (all scripts):
   exit 1 on any difference;
 * ``--stamp``: ``--verify``, then, only if every array is identical, add (or
   replace) the ``provenance`` entry in the stored golden file; the other zip members
-  are copied as they are (same bytes, same compression).
+  are copied as they are (same bytes, same compression). A free-text ``provenance``
+  written by an earlier session is kept inside the new record as ``earlier_note``; a
+  ``source`` note is left as it is.
 """
 
 from __future__ import annotations
@@ -137,6 +139,11 @@ def provenance(name: str, official: list[dict], inputs: dict, stubs: list[str] |
     return json.dumps(record, sort_keys=True)
 
 
+NOTES = ("provenance", "source")
+"""Text entries, not compared: ``source`` (a free-text note some earlier files carry, kept
+as it is) and ``provenance``."""
+
+
 def _npy_bytes(array) -> bytes:
     import numpy as np
 
@@ -151,9 +158,9 @@ def compare(arrays: dict, golden: Path) -> list[str]:
 
     stored = np.load(golden, allow_pickle=False)
     problems = []
-    keys = set(stored.files) - {"provenance"}
+    keys = set(stored.files) - set(NOTES)
     for key in sorted(keys | set(arrays)):
-        if key == "provenance":
+        if key in NOTES:
             continue
         if key not in arrays:
             problems.append(f"{key}: stored but not made")
@@ -177,6 +184,13 @@ def stamp(golden: Path, record: str) -> None:
     """Add/replace ``provenance.npy`` in ``golden``; other members copied byte for byte."""
     import numpy as np
 
+    stored = np.load(golden, allow_pickle=False)
+    if "provenance" in stored.files:  # keep an earlier free-text note inside the new record
+        old = str(stored["provenance"])
+        try:
+            json.loads(old)
+        except ValueError:
+            record = json.dumps({**json.loads(record), "earlier_note": old}, sort_keys=True)
     payload = _npy_bytes(np.array(record))
     tmp = golden.with_suffix(".stamping")
     with zipfile.ZipFile(golden) as src, zipfile.ZipFile(tmp, "w") as dst:
