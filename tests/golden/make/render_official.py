@@ -161,7 +161,7 @@ def main() -> int:
         },
         stubs + ["pytorch3d Meshes/rasterize_meshes: recorder returning fixed fragments (renderer module globals)",
                  "SRenderY.__init__ bypassed (faces buffer and rasterizer set directly)"],
-        modules=("cv2",),
+        modules=("cv2", "kornia"),
     )
     return _common.finish(NAME, args, arrays, record)
 
