@@ -5,7 +5,7 @@ line drawing) into a face; the source person's appearance reaches it only throug
 128-d style code, via a transformer query and the AdaIN layers of the decoder.
 
 Sub-module names equal the official ones so ``{step}_nets_ema.ckpt`` loads with
-``strict=True`` (see ``shared/docs/pasl-reference.md`` §2 and Appendices A/B).
+``strict=True`` (see ``docs/official-code.md`` §2, key layout in §2.5).
 
 Convention: every image tensor here is ``(B, 3, 256, 256)`` RGB in [0, 1] with no
 mean/std normalisation, on whatever device/dtype the module lives on.

@@ -2,7 +2,7 @@
 
 Glue between the PAE networks (:mod:`pasl.pae`) and the shape stage, which gives every
 face its yaw: the paper's PAE-CSIM picks its network by the yaws of the two faces it
-compares (pasl-reference §6), measured here on the faces themselves with DECA
+compares (``docs/official-code.md`` §6.2), measured here on the faces themselves with DECA
 (:func:`pasl.shape.face_yaw` of :func:`pasl.shape.shape_codes`, the one definition).
 """
 

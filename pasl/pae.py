@@ -3,7 +3,7 @@
 The paper judges identity with six IR-50 face-recognition networks, one per *pair* of
 head-pose bins (frontal F: |yaw| <= 30, semi-profile S: 30-60, profile P: >= 60), so that a
 frontal source and a profile result are compared by a network trained on such pairs
-(pasl-reference §3). The networks are face.evoLVe's ``Backbone`` IR-50 (Appendix E); the
+(``docs/official-code.md`` §3). The networks are face.evoLVe's ``Backbone`` IR-50 (§3.4); the
 released files are ``POE/{FF,FS,FP,SS,SP,PP}/Backbone_IR_50_Epoch_*.pth``. A single
 ArcFace IR-50 (``backbone_ir50_ms1m_epoch63.pth``) gives the paper's ArcFace-CSIM.
 
@@ -48,7 +48,7 @@ PROFILE_MIN_DEG = 60.0
 PAIR_KINDS = ("FF", "FS", "FP", "SS", "SP", "PP")
 """One network per unordered pair of pose bins, named as the official ``POE/`` folders."""
 OFFICIAL_EPOCHS = {"FF": 80, "FS": 80, "FP": 120, "SS": 100, "SP": 150, "PP": 100}
-"""``Backbone_IR_50_Epoch_{n}.pth`` of each released network (pasl-reference §7)."""
+"""``Backbone_IR_50_Epoch_{n}.pth`` of each released network (``docs/official-code.md`` §3.1, §7)."""
 Protocol = Literal["fixed", "official"]
 PROTOCOLS: tuple[str, ...] = ("fixed", "official")
 IR50_STAGES = ((64, 3), (128, 4), (256, 14), (512, 3))

@@ -116,7 +116,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                           smoothing=0.0, paste_back=False, crop_landmarks="redetect", warp="cv2", flatten=True,
                           output_rounding="round"),
 }
-"""Named option sets: ``paper`` (the defaults) and the two official inference paths (pasl-reference §1).
+"""Named option sets: ``paper`` (the defaults) and the two official inference paths (``docs/official-code.md`` §1).
 For the official numbers use the ``fan`` alignment backend, and fp16 on CUDA for the demo, fp32 for the test."""
 
 

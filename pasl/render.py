@@ -1,7 +1,7 @@
 """Projection and the two conditioning maps of the AEG: a depth map and a landmark drawing.
 
 This is the tail of DECA's ``decode`` as the PASL demos and test scripts use it
-(``shared/docs/pasl-reference.md`` §1.4 d-f, §1.5, §1.7):
+(``docs/official-code.md`` §1.4d-f, §1.5, §1.7):
 
 1. ``orthographic_project``: FLAME vertices/landmarks -> DECA NDC of the 224 crop
    (``util.batch_orth_proj`` followed by negating y and z).
@@ -58,14 +58,14 @@ every point in front of pytorch3d's image plane (z >= 0)."""
 DEPTH_NORMALIZE_MODES = ("per_sample", "batch")
 """``"per_sample"``: min/max of each mesh (the demos' batch-of-1 behaviour);
 ``"batch"``: min/max over the whole batch, the official code's quirk
-(pasl-reference §8 item 8), for parity only."""
+(``docs/official-code.md`` §8 item 8), for parity only."""
 
 LANDMARK_SEGMENT_ENDS = (16, 21, 26, 30, 35, 41, 47, 67)
 """Indices ``i`` with no ``i -> i+1`` segment: ``decalib/utils/util.py`` ``end_list =
 [17, 22, 27, 42, 48, 31, 36, 68] - 1`` (jaw, brows, nose bridge, nose base, eyes, last
 point). 59 is *not* an end, so the outer and inner lip are joined by a 59 -> 60 link."""
 LANDMARK_SEGMENTS = tuple((i, i + 1) for i in range(NUM_LANDMARKS - 1) if i not in LANDMARK_SEGMENT_ENDS)
-"""The 60 ``(start, end)`` landmark pairs drawn by ``plot_kpts`` (pasl-reference §1.4e)."""
+"""The 60 ``(start, end)`` landmark pairs drawn by ``plot_kpts`` (``docs/official-code.md`` §1.4e)."""
 LANDMARK_COLOR = 255
 """White on a black canvas; the 3 channels are identical."""
 LANDMARK_THICKNESS_DIVISOR = 200
@@ -306,7 +306,7 @@ def conditioning_maps(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The two AEG conditioning maps, produced exactly as the official scripts do.
 
-    Demo recipe (``flatten=False``, pasl-reference §1.4f, §1.5): depth rendered at 224
+    Demo recipe (``flatten=False``, ``docs/official-code.md`` §1.4f, §1.5): depth rendered at 224
     -> ``x*255``, clip, uint8 truncation -> 3 channels -> PIL BILINEAR 224 -> 256 -> /255;
     landmarks drawn at 256 (values stay {0, 1}).
 

@@ -3,7 +3,7 @@ the AEG's two maps (:func:`render_conditioning`).
 
 Everything in between (DECA's landmark pass and crop, ``E_flame``, FLAME, projection back
 into the 256 crop, depth and landmark rendering) is the official recipe of
-pasl-reference §1.4-1.5; this module only wires the pieces together so that the pipeline,
+``docs/official-code.md`` §1.4-1.5; this module only wires the pieces together so that the pipeline,
 every node and the identity score read a face the same way. In particular a face's yaw is
 always :func:`face_yaw` of its :func:`shape_codes`.
 """
@@ -177,7 +177,7 @@ def render_conditioning(flame, faces: torch.Tensor, shapes: ShapeCodes, flatten:
         flame: a :class:`pasl.flame.FLAME` layer.
         faces: ``(F, 3)`` long rendering topology (``head_template.obj``).
         shapes: codes and DECA crops (e.g. recomposed codes with the driver's crops).
-        flatten: the test-protocol "flattening" (pasl-reference §1.7); off for the demos.
+        flatten: the test-protocol "flattening" (``docs/official-code.md`` §1.7); off for the demos.
 
     Returns:
         ``(depth, landmarks)``, each ``(B, 3, 256, 256)`` float32 in [0, 1]; all zero for

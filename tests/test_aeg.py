@@ -13,6 +13,8 @@ from pasl.aeg import AEG, load_aeg
 from synthetic import aeg_inputs, aeg_states
 
 GOLDEN = Path(__file__).parent / "golden" / "aeg_official_fp32.npz"
+# Per-key tables of the shared reference notes (outside the repository; skipped without them).
+# The layout they list is summarised in docs/official-code.md §2.5.
 REFERENCE_DOC = Path(__file__).resolve().parents[2] / "shared" / "docs" / "pasl-reference.md"
 
 

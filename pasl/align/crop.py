@@ -1,6 +1,6 @@
 """PASL's aligned face crop: a 5-point similarity to the ArcFace template, warped to 256x256.
 
-The official demos (``Instant.get_arcface``, see ``pasl-reference.md`` §1.3) take five
+The official demos (``Instant.get_arcface``, see ``docs/official-code.md`` §1.3) take five
 points from the 68 landmarks (the two eye centres as the mean of the eye corners, the nose
 tip, the two mouth corners), fit the least-squares similarity that maps them onto a fixed
 template (scikit-image ``SimilarityTransform.estimate``, i.e. Umeyama without reflection)

@@ -1,7 +1,7 @@
 """S3FD face detector + 2D-FAN-4 landmarks: what the official PASL demos run (face_alignment 1.1.1).
 
 The official demos call ``face_alignment.FaceAlignment(LandmarksType._2D, flip_input=True)``
-from a vendored copy of face_alignment 1.1.1 (``pasl-reference.md`` §1.3). This module
+from a vendored copy of face_alignment 1.1.1 (``docs/official-code.md`` §1.3). This module
 re-implements that path in plain torch, without the package (which downloads its weights at
 run time and pulls numba and a second OpenCV), and reads the same two weight files:
 
