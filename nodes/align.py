@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
-from ..pasl.align import BACKENDS, FaceAlignment, NoFaceError, TemporalSmoother, align_faces
+from ..pasl.align import ALIGN_MODES, BACKENDS, SELECT_RULES, FaceAlignment, NoFaceError, TemporalSmoother, align_faces
 from .host import Progress, chunks, detector, to_comfy_image
 
 FRAMES_PER_STEP = 16
@@ -23,12 +23,13 @@ class PASLFaceAlign(io.ComfyNode):
                 io.Image.Input("images", tooltip="A photo or video frames (any size; grey and RGBA are fine)."),
                 io.Combo.Input("backend", options=list(BACKENDS), default="auto",
                                tooltip="auto = FAN if its weights are in models/pasl/face_alignment, else dlib (offline)."),
-                io.Combo.Input("select", options=["largest", "central", "score"], default="largest",
+                io.Combo.Input("select", options=list(SELECT_RULES), default="largest",
                                tooltip="Which face when there are several."),
-                io.Combo.Input("mode", options=["align", "resize"], default="align",
+                io.Combo.Input("mode", options=list(ALIGN_MODES), default="align",
                                tooltip="align = PASL's 5-point alignment; resize = the input is already a face crop."),
-                io.Float.Input("smoothing", default=0.0, min=0.0, max=10.0, step=0.1,
-                               tooltip="Temporal smoothing of video crops (0 = off, 1 = default). Removes jitter."),
+                io.Float.Input("smoothing", default=1.0, min=0.0, max=10.0, step=0.1,
+                               tooltip="Temporal smoothing of video crops (0 = off, 1 = default, as in PASL Reenact). Removes jitter; "
+                               "no effect on a single image; set 0 for a batch of unrelated photos."),
                 io.Boolean.Input("lock_scale", default=False, tooltip="Keep the crop's scale fixed over a clip (no head-size wobble)."),
             ],
             outputs=[
@@ -45,8 +46,7 @@ class PASLFaceAlign(io.ComfyNode):
         progress = Progress(images.shape[0])
         parts = []
         for part in chunks(images.shape[0], FRAMES_PER_STEP):
-            parts.append(align_faces(images[part], select=select, mode=mode, detector=found, smoother=smoother,
-                                     require_face=False, warp="cv2"))  # cv2: the official crop, bit for bit
+            parts.append(align_faces(images[part], select=select, mode=mode, detector=found, smoother=smoother, require_face=False))
             progress.step(part.stop - part.start)
         alignment = FaceAlignment.cat(parts).to("cpu")
         if mode == "align" and not bool(alignment.has_face.any()):

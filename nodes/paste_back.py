@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from comfy_api.v0_0_2 import io
 
-from ..pasl.composite import paste_back, resize_crop_frame
-from ..pasl.masks import MASK_KINDS
-from ..pasl.shape import ALIGNED_SIZE
+from ..pasl.composite import MASK_SPACES, paste_back, resize_crop_frame
+from ..pasl.geometry import ALIGNED_SIZE
+from ..pasl.masks import FOREHEAD, MASK_KINDS
 from .host import Progress, chunks, images_to_bchw, to_comfy_image
 
 FRAMES_PER_STEP = 8
@@ -31,13 +31,18 @@ class PASLPasteBack(io.ComfyNode):
                 io.Float.Input("erode", default=0.05, min=0.0, max=0.5, step=0.01, tooltip="Shrink the mask (fraction of face size)."),
                 io.Float.Input("blur", default=0.1, min=0.0, max=0.5, step=0.01, tooltip="Feather width (fraction of face size)."),
                 io.Float.Input("color_match", default=0.0, min=0.0, max=1.0, step=0.05, tooltip="Match the face's colours to the frame."),
-                io.Mask.Input("mask", optional=True, tooltip="Optional frame-space mask that limits where the face goes."),
+                io.Mask.Input("mask", optional=True, tooltip="Optional mask that limits where the face goes (see mask_space)."),
+                io.Float.Input("forehead", default=FOREHEAD, min=0.0, max=1.0, step=0.05, optional=True,
+                               tooltip="How far the landmark mask reaches above the brows (fraction of the chin-to-brow distance)."),
+                io.Combo.Input("mask_space", options=list(MASK_SPACES), default="frame", optional=True,
+                               tooltip="frame = the mask has the frames' size; crop = it is drawn on the 256x256 face crop."),
             ],
             outputs=[io.Image.Output(display_name="image"), io.Mask.Output(display_name="mask")],
         )
 
     @classmethod
-    def execute(cls, faces, align, frames, mask_kind, erode, blur, color_match, mask=None) -> io.NodeOutput:
+    def execute(cls, faces, align, frames, mask_kind, erode, blur, color_match, mask=None, forehead=FOREHEAD,
+                mask_space="frame") -> io.NodeOutput:
         count = frames.shape[0]
         if faces.shape[0] not in (1, count) or len(align) != count:
             raise ValueError(f"PASL Paste Back: {count} frames, {len(align)} alignments and {faces.shape[0]} faces must match")
@@ -54,7 +59,7 @@ class PASLPasteBack(io.ComfyNode):
                 image, blend = paste_back(
                     images_to_bchw(frames[part], torch.device("cpu"), torch.float32), face.expand(part.stop - part.start, -1, -1, -1),
                     frame_from_crop[part], landmarks[part], align.has_face[part], user_mask,
-                    mask_kind=mask_kind, erode=erode, blur=blur, color_match=color_match,
+                    mask_kind=mask_kind, erode=erode, blur=blur, color_match=color_match, forehead=forehead, mask_space=mask_space,
                 )
             images.append(to_comfy_image(image))
             masks.append(blend[:, 0].float())

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
-from .align import ALIGN_MODES, WARPS, FaceAlignment, NoFaceError, TemporalSmoother, align_faces, to_frames
+from .align import ALIGN_MODES, SELECT_RULES, WARPS, FaceAlignment, NoFaceError, TemporalSmoother, align_faces, to_frames
 from .composite import paste_back
 from .csg.codes import RECOMPOSE_MODES
 from .csg.cycle import CycleReport
@@ -25,12 +26,15 @@ from .generate import generate_faces
 from .geometry import ALIGNED_SIZE
 from .identity import IdentityScores, encode_identity, score_identity
 from .imageops import QUANTIZE_MODES
-from .masks import MASK_KINDS
+from .masks import FOREHEAD, MASK_KINDS, check_mask_fractions
 from .models import PASLModels
 from .pae import IdentityReference
 from .shape import CROP_LANDMARKS, ShapeCodes, recompose_shapes, render_conditioning, shape_codes
 
 log = logging.getLogger(__name__)
+
+MAX_SMOOTHING = 10.0
+"""Largest temporal smoothing strength offered (1 is the default; 10 already lags visibly)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class ReenactOptions:
         smoothing: temporal smoothing of the driver's crops (0 = off; video only).
         lock_scale: keep the driver crop's scale fixed over a clip (no "breathing").
         paste_back: blend the generated face into the driving frame; else return crops.
-        mask_kind, erode, blur, color_match: paste-back mask and colour options
+        mask_kind, erode, blur, forehead, color_match: paste-back mask and colour options
             (see :func:`pasl.composite.paste_back`).
         cycle_check: report the cycle-consistency error of every frame.
         refine_steps: cycle refinement steps of the recomposed codes (0 = off).
@@ -77,6 +81,7 @@ class ReenactOptions:
     mask_kind: str = "landmarks"
     erode: float = 0.05
     blur: float = 0.1
+    forehead: float = FOREHEAD
     color_match: float = 0.0
     cycle_check: bool = False
     refine_steps: int = 0
@@ -89,13 +94,31 @@ class ReenactOptions:
     output_rounding: str = "round"
 
     def __post_init__(self) -> None:
+        """Every field checked at construction: a bad value is one sentence naming the field."""
         choices = {
             "mode": tuple(RECOMPOSE_MODES), "source_alignment": ALIGN_MODES, "driver_alignment": ALIGN_MODES,
-            "crop_landmarks": CROP_LANDMARKS, "warp": WARPS, "output_rounding": QUANTIZE_MODES,
+            "crop_landmarks": CROP_LANDMARKS, "warp": WARPS, "output_rounding": QUANTIZE_MODES, "mask_kind": MASK_KINDS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"ReenactOptions.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if isinstance(self.select, bool) or not (isinstance(self.select, int) or self.select in SELECT_RULES):
+            raise ValueError(f"ReenactOptions.select must be one of {', '.join(SELECT_RULES)} or a face index, got {self.select!r}")
+        for name in ("lock_scale", "paste_back", "cycle_check", "identity_score", "flatten"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ReenactOptions.{name} must be True or False, got {getattr(self, name)!r}")
+        for name, low, high in (("smoothing", 0.0, MAX_SMOOTHING), ("color_match", 0.0, 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and low <= value <= high):
+                raise ValueError(f"ReenactOptions.{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+        for name, low in (("refine_steps", 0), ("batch_size", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"ReenactOptions.{name} must be a whole number >= {low}, got {value!r}")
+        try:
+            check_mask_fractions(self.erode, self.blur, self.forehead)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"ReenactOptions: {err}") from None
 
     @classmethod
     def preset(cls, name: str, **changes: Any) -> "ReenactOptions":
@@ -278,7 +301,7 @@ class Reenactor:
         with torch.inference_mode():
             return paste_back(
                 batch, faces, alignment.frame_from_crop.cpu(), alignment.landmarks_crop.cpu(), has_face,
-                mask_kind=o.mask_kind, erode=o.erode, blur=o.blur, color_match=o.color_match,
+                mask_kind=o.mask_kind, erode=o.erode, blur=o.blur, color_match=o.color_match, forehead=o.forehead,
             )
 
     def reenact_stream(

@@ -167,6 +167,40 @@ def test_explicit_flame_file_finds_its_landmark_embedding_by_name(folder):
     assert models.flame is not None and models.missing == ()
 
 
+class TestOptionValidation:
+    """Every ReenactOptions field is checked at construction, one sentence naming the field."""
+
+    @pytest.mark.parametrize(
+        "field,value,message",
+        [
+            ("mode", "swap", "mode must be one of recompose"),
+            ("mask_kind", "oval", "mask_kind must be one of landmarks, crop"),
+            ("select", "biggest", "select must be one of largest, central, score or a face index"),
+            ("select", True, "select must be one of"),
+            ("smoothing", -0.5, r"smoothing must be a number in \[0, 10\]"),
+            ("smoothing", float("nan"), "smoothing must be a number"),
+            ("color_match", 1.5, r"color_match must be a number in \[0, 1\]"),
+            ("batch_size", 0, "batch_size must be a whole number >= 1"),
+            ("batch_size", 2.5, "batch_size must be a whole number >= 1"),
+            ("refine_steps", -1, "refine_steps must be a whole number >= 0"),
+            ("paste_back", "yes", "paste_back must be True or False"),
+            ("flatten", 1, "flatten must be True or False"),
+            ("erode", 1.0, "erode must be a fraction"),
+            ("blur", 3.0, "blur must be a fraction"),
+            ("forehead", -0.1, "forehead must be a fraction"),
+        ],
+    )
+    def test_a_bad_value_is_one_sentence_naming_the_field(self, field, value, message):
+        with pytest.raises(ValueError, match=message) as caught:
+            ReenactOptions(**{field: value})
+        assert "\n" not in str(caught.value) and field in str(caught.value)
+
+    def test_every_default_and_preset_is_valid_and_an_index_selects(self):
+        assert ReenactOptions(select=2).select == 2 and ReenactOptions(select=-1).select == -1
+        for name in ("paper", "official-demo", "official-test"):
+            ReenactOptions.preset(name)
+
+
 class TestOfficialPaths:
     def test_preset_names_match_the_command_line(self):
         from pasl.__main__ import PRESET_NAMES
