@@ -16,10 +16,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
-from .align import ALIGN_MODES, WARPS, FaceAlignment, NoFaceError, TemporalSmoother, align_faces, to_frames
+from .align import ALIGN_MODES, WARPS, FaceAlignment, TemporalSmoother, align_faces, to_frames
 from .composite import paste_back
 from .csg.cycle import CycleReport
-from .errors import PASLError
+from .errors import NoFaceError, PASLError
 from .identity import IdentityScores, score_identity
 from .models import PASLModels
 from .pae import IdentityReference, head_yaw_degrees, identity_reference

@@ -15,17 +15,13 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import PASLError
+from .errors import VideoError
 
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif")
 DEFAULT_CRF = "18"
 """x264 quality: visually lossless for faces, still far smaller than the input frames."""
-
-
-class VideoError(PASLError):
-    """A video could not be read or written."""
 
 
 def _av():

@@ -13,7 +13,6 @@ from pasl.align import (
     Detector,
     Face,
     FaceAlignment,
-    NoFaceError,
     TemporalSmoother,
     align_faces,
     five_points,
@@ -22,7 +21,7 @@ from pasl.align import (
     resize_transform,
     warp_affine_cv2,
 )
-from pasl.errors import PASLError
+from pasl.errors import NoFaceError, PASLError
 
 
 def _template_landmarks() -> torch.Tensor:

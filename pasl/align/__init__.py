@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import BackendUnavailableError, NoFaceError
 from .crop import (
     ALIGN_MODES,
     CROP_SIZE,
@@ -47,7 +48,7 @@ from .crop import (
 from .detect import BACKENDS, SELECT_RULES, Detector, DlibDetector, FanDetector, make_detector, select_face
 from .images import frame_sizes, read_image, read_video, to_frames, to_uint8_hwc
 from .smooth import TemporalSmoother
-from .types import AlignedFace, BackendUnavailableError, Face, FaceAlignment, NoFaceError
+from .types import AlignedFace, Face, FaceAlignment
 
 __all__ = [
     "ALIGN_MODES", "BACKENDS", "CROP_SIZE", "PASL_TEMPLATE_256", "SELECT_RULES", "WARPS",
