@@ -158,43 +158,6 @@ def read_image(path: str | Path) -> np.ndarray:
         return np.array(image.convert("RGB"))
 
 
-def read_video(path: str | Path, start: int = 0, count: int | None = None, step: int = 1) -> np.ndarray:
-    """Frames ``start, start + step, ...`` of a video as ``(T, H, W, 3)`` uint8 RGB (OpenCV).
-
-    Reads sequentially (seeking is unreliable in compressed streams) and stops after
-    ``count`` frames; for long videos call it chunk by chunk or use :func:`iter_video`.
-    """
-    frames = list(iter_video(path, start=start, count=count, step=step))
-    if not frames:
-        raise ValueError(f"no frames could be read from {path} (start={start})")
-    return np.stack(frames)
-
-
-def iter_video(path: str | Path, start: int = 0, count: int | None = None, step: int = 1):
-    """Yield ``(H, W, 3)`` uint8 RGB frames of a video one at a time (OpenCV ``VideoCapture``)."""
-    try:
-        import cv2
-    except ImportError as err:
-        raise ImportError("reading videos needs OpenCV: pip install opencv-python-headless") from err
-    if step < 1 or start < 0:
-        raise ValueError(f"need start >= 0 and step >= 1, got start={start}, step={step}")
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise FileNotFoundError(f"cannot open video {path}")
-    try:
-        index = produced = 0
-        while count is None or produced < count:
-            ok, bgr = capture.read()
-            if not ok:
-                break
-            if index >= start and (index - start) % step == 0:
-                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                produced += 1
-            index += 1
-    finally:
-        capture.release()
-
-
 def frame_sizes(frames: Sequence[torch.Tensor]) -> torch.Tensor:
     """``(B, 2)`` int64 ``(H, W)`` of a list of ``(3, H, W)`` frames."""
     return torch.tensor([[int(f.shape[-2]), int(f.shape[-1])] for f in frames], dtype=torch.int64).reshape(-1, 2)
