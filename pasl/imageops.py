@@ -1,7 +1,12 @@
-"""Small image conversions shared by the CLI, the nodes and the tests."""
+"""Small image conversions shared by the library, the CLI, the nodes and the tests.
+
+The one float -> uint8 quantiser (:func:`to_uint8`, with :func:`to_uint8_hwc` for callers
+that need channels-last numpy). Imports nothing from ``pasl``, so every module can use it.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 QUANTIZE_MODES = ("round", "truncate")
@@ -30,9 +35,31 @@ def to_uint8(image: torch.Tensor, mode: str = "round") -> torch.Tensor:
     if not image.is_floating_point():
         raise TypeError(f"image must be floating point in [0, 1], got dtype {image.dtype}")
     if mode == "truncate":
-        # The official demo path: mul(255) in the model's dtype, then a truncating cast.
+        # The official demo path: mul(255) in the image's own dtype (the model's, in the demo),
+        # then a truncating cast. Pass ``image.float()`` for float32 arithmetic (DECA's
+        # ``tensor2image``, which ``pasl.render`` reproduces).
         return image.mul(255).clamp(0, 255).to(torch.uint8)
     return image.float().mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
+
+
+def to_uint8_hwc(image: torch.Tensor, mode: str = "round") -> np.ndarray:
+    """:func:`to_uint8`, then channels last as a contiguous numpy array on the CPU.
+
+    Args:
+        image: ``(C, H, W)`` or ``(B, C, H, W)`` floating point in [0, 1], C in 1, 3, 4;
+            any device (quantised there, then copied), gradients are ignored.
+        mode: as in :func:`to_uint8`.
+
+    Returns:
+        ``(H, W, C)`` or ``(B, H, W, C)`` uint8 numpy (what OpenCV, PIL and the detectors read).
+
+    Example:
+        >>> to_uint8_hwc(torch.full((3, 1, 2), 0.6 / 255)).shape
+        (1, 2, 3)
+    """
+    if image.ndim not in (3, 4) or image.shape[-3] not in (1, 3, 4):
+        raise ValueError(f"image must have shape (C, H, W) or (B, C, H, W) with C in 1, 3, 4, got {tuple(image.shape)}")
+    return to_uint8(image.detach(), mode).movedim(-3, -1).contiguous().cpu().numpy()
 
 
 def resize_square(image: torch.Tensor, size: int) -> torch.Tensor:

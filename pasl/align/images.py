@@ -143,13 +143,6 @@ def to_batch(images: Any, layout: str = "auto") -> torch.Tensor:
     return torch.stack(frames)
 
 
-def to_uint8_hwc(frame: torch.Tensor) -> np.ndarray:
-    """``(3, H, W)`` float in [0, 1] -> contiguous ``(H, W, 3)`` uint8 numpy (rounded), what detectors read."""
-    if frame.ndim != 3 or frame.shape[0] != 3:
-        raise ValueError(f"frame must have shape (3, H, W), got {tuple(frame.shape)}")
-    return frame.detach().float().mul(255.0).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
-
-
 def read_image(path: str | Path) -> np.ndarray:
     """An image file as ``(H, W, 3)`` uint8 RGB (PIL; grey and palette images become RGB)."""
     from PIL import Image
