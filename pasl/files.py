@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .imageops import to_uint8_hwc
+from .imageops import read_image, to_uint8_hwc
 from .pipeline import ReenactedChunk, Reenactor, RunSummary
 from .video import VideoWriter, is_video, iter_frame_chunks, probe
 
@@ -24,10 +24,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """Any image file -> ``(H, W, 3)`` uint8 RGB (grey, palette and alpha converted)."""
+    """Any image file -> ``(H, W, 3)`` uint8 RGB (:func:`pasl.imageops.read_image`); a file
+    that cannot be read raises ``ValueError`` naming it."""
     try:
-        with Image.open(path) as image:
-            return np.array(image.convert("RGB"))  # a writable copy (torch warns on read-only arrays)
+        return read_image(path)  # a writable copy (torch warns on read-only arrays)
     except (OSError, ValueError) as err:
         raise ValueError(f"{path} could not be read as an image: {err}") from None
 

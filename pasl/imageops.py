@@ -1,10 +1,14 @@
 """Small image conversions shared by the library, the CLI, the nodes and the tests.
 
 The one float -> uint8 quantiser (:func:`to_uint8`, with :func:`to_uint8_hwc` for callers
-that need channels-last numpy). Imports nothing from ``pasl``, so every module can use it.
+that need channels-last numpy) and the one image-file reader (:func:`read_image`, on
+:func:`pil_to_rgb`). Imports nothing from ``pasl``, so every module can use it.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,6 +64,38 @@ def to_uint8_hwc(image: torch.Tensor, mode: str = "round") -> np.ndarray:
     if image.ndim not in (3, 4) or image.shape[-3] not in (1, 3, 4):
         raise ValueError(f"image must have shape (C, H, W) or (B, C, H, W) with C in 1, 3, 4, got {tuple(image.shape)}")
     return to_uint8(image.detach(), mode).movedim(-3, -1).contiguous().cpu().numpy()
+
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+"""PIL modes of 16-bit grey data (PNG opens as ``I;16``, or ``I`` in older Pillow); ``I``
+is read as 0-65535 too."""
+
+
+def pil_to_rgb(image: Any) -> np.ndarray:
+    """A PIL image -> ``(H, W, 3)`` uint8 RGB numpy array (a writable copy).
+
+    Grey and palette images become RGB; alpha is dropped (colour kept as it is, not
+    composited over a background); 16-bit grey (``I;16``, ``I``) is scaled to 8 bits
+    (``round(v / 257)``) instead of being clipped to white by PIL's ``convert``. EXIF
+    orientation is not applied.
+    """
+    if image.mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.int64).clip(0, 65535)
+        grey = ((values + 128) // 257).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.array(image.convert("RGB"))
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as ``(H, W, 3)`` uint8 RGB (PIL, converted by :func:`pil_to_rgb`).
+
+    Raises what PIL raises: ``FileNotFoundError``, ``PIL.UnidentifiedImageError`` (an
+    ``OSError``) for files that are not images.
+    """
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return pil_to_rgb(image)
 
 
 def resize_square(image: torch.Tensor, size: int) -> torch.Tensor:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import BackendUnavailableError, NoFaceError
-from ..imageops import to_uint8_hwc
+from ..imageops import read_image, to_uint8_hwc
 from ..video import read_video
 from .crop import (
     ALIGN_MODES,
@@ -48,7 +48,7 @@ from .crop import (
     warp_affine_cv2,
 )
 from .detect import BACKENDS, SELECT_RULES, Detector, DlibDetector, FanDetector, make_detector, select_face
-from .images import frame_sizes, read_image, to_frames
+from .images import frame_sizes, to_frames
 from .smooth import TemporalSmoother
 from .types import AlignedFace, Face, FaceAlignment
 

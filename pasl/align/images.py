@@ -13,11 +13,12 @@ entries, else channels-first; pass ``layout`` to decide explicitly.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+
+from ..imageops import pil_to_rgb
 
 LAYOUTS = ("auto", "HWC", "BHWC", "CHW", "BCHW")
 _CHANNELS = (1, 2, 3, 4)
@@ -34,7 +35,7 @@ def _as_tensor(image: Any) -> torch.Tensor:
             return torch.from_numpy(image).div(65535.0)
         return torch.from_numpy(np.ascontiguousarray(image))
     if hasattr(image, "mode") and hasattr(image, "size"):  # a PIL image, without importing PIL
-        return torch.from_numpy(np.array(image.convert("RGBA") if "A" in image.mode else image.convert("RGB")))
+        return torch.from_numpy(pil_to_rgb(image))
     raise TypeError(f"an image must be a numpy array, a torch tensor or a PIL image, got {type(image).__name__}")
 
 
@@ -141,14 +142,6 @@ def to_batch(images: Any, layout: str = "auto") -> torch.Tensor:
     if len(sizes) > 1:
         raise ValueError(f"frames of different sizes cannot be stacked: {sorted(sizes)}; use to_frames")
     return torch.stack(frames)
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as ``(H, W, 3)`` uint8 RGB (PIL; grey and palette images become RGB)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.array(image.convert("RGB"))
 
 
 def frame_sizes(frames: Sequence[torch.Tensor]) -> torch.Tensor:
