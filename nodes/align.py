@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
-from ..pasl.align import ALIGN_MODES, BACKENDS, SELECT_RULES, FaceAlignment, NoFaceError, TemporalSmoother, align_faces
+from ..pasl.align import ALIGN_MODES, BACKENDS, SELECT_RULES, FaceAlignment, TemporalSmoother, align_faces
+from ..pasl.errors import NoFaceError
 from .host import Progress, chunks, detector, to_comfy_image
 
 FRAMES_PER_STEP = 16

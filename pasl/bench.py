@@ -201,7 +201,7 @@ def align_rows(frames: Any, backends: tuple[str, ...] = ("dlib-hog", "dlib", "fa
         aligned crops); the warp rows have stage ``"crop"`` and backend ``"torch"`` / ``"cv2"``.
     """
     from .align import WARPS, BackendUnavailableError, alignment_transform, crop_frames, letterbox_transform, make_detector, read_video, to_frames
-    from .align.images import to_uint8_hwc
+    from .imageops import to_uint8_hwc
 
     if isinstance(frames, (str, Path)):
         frames = read_video(frames)

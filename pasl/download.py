@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .errors import PASLError
+from .errors import DownloadError
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +27,6 @@ DOWNLOADS = {
 }
 """What ``download`` can fetch: name -> (sub-folder, file names under :data:`FAN_BASE_URL`)."""
 TIMEOUT_S = 30
-
-
-class DownloadError(PASLError):
-    """A download failed or its content did not match its name's checksum."""
 
 
 def _expected_prefix(name: str) -> str | None:

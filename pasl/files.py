@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .imageops import to_uint8
+from .imageops import read_image, to_uint8_hwc
 from .pipeline import ReenactedChunk, Reenactor, RunSummary
 from .video import VideoWriter, is_video, iter_frame_chunks, probe
 
@@ -24,22 +24,22 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """Any image file -> ``(H, W, 3)`` uint8 RGB (grey, palette and alpha converted)."""
+    """Any image file -> ``(H, W, 3)`` uint8 RGB (:func:`pasl.imageops.read_image`); a file
+    that cannot be read raises ``ValueError`` naming it."""
     try:
-        with Image.open(path) as image:
-            return np.array(image.convert("RGB"))  # a writable copy (torch warns on read-only arrays)
+        return read_image(path)  # a writable copy (torch warns on read-only arrays)
     except (OSError, ValueError) as err:
         raise ValueError(f"{path} could not be read as an image: {err}") from None
 
 
-def _output_images(chunk: ReenactedChunk, rounding: str = "round") -> torch.Tensor:
+def _output_images(chunk: ReenactedChunk, rounding: str = "round") -> np.ndarray:
     images = chunk.frames if chunk.frames is not None else chunk.faces
-    return to_uint8(images, rounding).permute(0, 2, 3, 1)  # (B, H, W, 3) uint8
+    return to_uint8_hwc(images, rounding)  # (B, H, W, 3) uint8
 
 
 def _save_image(chunk: ReenactedChunk, path: Path, rounding: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(_output_images(chunk, rounding)[0].numpy()).save(path)
+    Image.fromarray(_output_images(chunk, rounding)[0]).save(path)
 
 
 def reenact_files(
@@ -79,7 +79,7 @@ def reenact_files(
         with VideoWriter(out, info.fps, audio_from=driving if info.has_audio else None) as writer:
             chunks = (torch.from_numpy(c).permute(0, 3, 1, 2).float().div(255) for c in iter_frame_chunks(driving, chunk_size))
             for chunk in reenactor.reenact_stream(face, chunks, fps=float(info.fps), summary=summary):
-                writer.write(_output_images(chunk, rounding).numpy())
+                writer.write(_output_images(chunk, rounding))
                 if progress:
                     progress(summary.frames, info.frames)
     else:

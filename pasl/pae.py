@@ -34,6 +34,7 @@ from torch import nn
 
 from .catalog import entry, find, search_folders, where_to_get
 from .errors import MissingWeightError, WeightFileError
+from .imageops import to_uint8_hwc
 from .lbs import batch_rodrigues, yaw_from_rotation
 from .weights import describe_foreign_checkpoint, load_pickle_weights, read_safetensors, require_file, strict_load
 
@@ -174,7 +175,7 @@ def prepare_faces(faces: torch.Tensor, protocol: Protocol = "fixed") -> torch.Te
     import cv2
 
     # torchvision.save_image's rounding, then what cv2.imread + cv2.resize + ToTensor give
-    pixels = faces.detach().float().mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    pixels = to_uint8_hwc(faces)
     small = [cv2.resize(np.ascontiguousarray(p[..., ::-1]), (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR) for p in pixels]
     return torch.from_numpy(np.stack(small)).permute(0, 3, 1, 2).float().div(255).to(faces.device)
 

@@ -17,11 +17,11 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
-from .align import ALIGN_MODES, SELECT_RULES, WARPS, FaceAlignment, NoFaceError, TemporalSmoother, align_faces, to_frames
+from .align import ALIGN_MODES, SELECT_RULES, WARPS, FaceAlignment, TemporalSmoother, align_faces, to_frames
 from .composite import paste_back
 from .csg.codes import RECOMPOSE_MODES
 from .csg.cycle import CycleReport
-from .errors import PASLError
+from .errors import NoFaceError, PASLError
 from .generate import generate_faces
 from .geometry import ALIGNED_SIZE
 from .identity import IdentityScores, encode_identity, score_identity

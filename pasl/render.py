@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 
 from .geometry import ALIGNED_SIZE, DECA_CROP_SIZE, NUM_LANDMARKS
+from .imageops import to_uint8_hwc
 from .raster import RasterSettings, image_hw, rasterize
 
 log = logging.getLogger(__name__)
@@ -277,12 +278,6 @@ def draw_landmarks(landmarks2d: torch.Tensor, image_size=ALIGNED_SIZE) -> torch.
     return images.unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
 
 
-def _to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
-    """``(B, C, H, W)`` in [0, 1] -> ``(B, H, W, C)`` uint8 by ``x*255``, clip, truncation
-    (``util.tensor2image`` and the demos' depth conversion)."""
-    return (images.detach().float() * 255.0).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
 def _from_pil(images: list[Image.Image], like: torch.Tensor) -> torch.Tensor:
     """PIL RGB images -> ``(B, 3, H, W)`` float32 / 255 (torchvision ``ToTensor``)."""
     array = np.stack([np.asarray(im, dtype=np.uint8) for im in images])
@@ -336,7 +331,8 @@ def conditioning_maps(
         )
     size = (ALIGNED_SIZE, ALIGNED_SIZE)
     depth = render_depth(trans_verts_image, faces, DEPTH_RENDER_SIZE, normalize, settings)
-    depth_u8 = _to_uint8_hwc(depth.expand(-1, 3, -1, -1))
+    # x*255, clip, truncation in float32 (DECA's util.tensor2image, the demos' depth conversion)
+    depth_u8 = to_uint8_hwc(depth.float().expand(-1, 3, -1, -1), "truncate")
     depth_pil = [Image.fromarray(d) for d in depth_u8]
     landmarks = draw_landmarks(landmarks2d_image, ALIGNED_SIZE)
     if not flatten:
@@ -350,6 +346,6 @@ def conditioning_maps(
         .resize(size, Image.Resampling.BILINEAR)
         for im in depth_pil
     ]
-    landmark_pil = [Image.fromarray(lm) for lm in _to_uint8_hwc(landmarks)]
+    landmark_pil = [Image.fromarray(lm) for lm in to_uint8_hwc(landmarks.float(), "truncate")]
     landmark_out = [_flatten(im).resize(size, Image.Resampling.LANCZOS) for im in landmark_pil]
     return _from_pil(depth_out, trans_verts_image), _from_pil(landmark_out, trans_verts_image)

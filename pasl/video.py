@@ -15,17 +15,13 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import PASLError
+from .errors import VideoError
 
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif")
 DEFAULT_CRF = "18"
 """x264 quality: visually lossless for faces, still far smaller than the input frames."""
-
-
-class VideoError(PASLError):
-    """A video could not be read or written."""
 
 
 def _av():
@@ -65,23 +61,73 @@ def probe(path: str | Path) -> VideoInfo:
         raise VideoError(f"{path} could not be opened as a video: {err}") from None
 
 
-def iter_frame_chunks(path: str | Path, chunk_size: int) -> Iterator[np.ndarray]:
-    """Decode ``path`` and yield RGB uint8 chunks of at most ``chunk_size`` frames."""
+def iter_frames(path: str | Path, start: int = 0, count: int | None = None, step: int = 1) -> Iterator[np.ndarray]:
+    """The video decoder: yield frames ``start, start + step, ...`` of ``path`` as
+    ``(H, W, 3)`` uint8 RGB, at most ``count`` of them (all when None).
+
+    Decodes sequentially (seeking is unreliable in compressed streams), converts only the
+    frames it yields and stops decoding after the last one wanted. Rotation metadata is
+    not applied.
+
+    Raises:
+        ValueError: ``start < 0`` or ``step < 1`` (on the first ``next``).
+        VideoError: PyAV is missing, or the file cannot be opened or decoded.
+    """
+    if step < 1 or start < 0:
+        raise ValueError(f"need start >= 0 and step >= 1, got start={start}, step={step}")
+    av = _av()
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as err:
+        raise VideoError(f"{path} could not be opened as a video: {err}") from None
+    with container:
+        if not container.streams.video:
+            raise VideoError(f"{path} has no video stream")
+        frames = container.decode(video=0)
+        index = produced = 0
+        while count is None or produced < count:
+            try:
+                frame = next(frames, None)
+            except av.error.FFmpegError as err:
+                raise VideoError(f"{path}: decoding failed after {index} frames: {err}") from None
+            if frame is None:
+                break
+            if index >= start and (index - start) % step == 0:
+                yield frame.to_ndarray(format="rgb24")
+                produced += 1
+            index += 1
+
+
+def iter_frame_chunks(
+    path: str | Path, chunk_size: int, start: int = 0, count: int | None = None, step: int = 1
+) -> Iterator[np.ndarray]:
+    """:func:`iter_frames` in RGB uint8 chunks ``(n, H, W, 3)`` of at most ``chunk_size`` frames."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    av = _av()
     chunk: list[np.ndarray] = []
-    try:
-        with av.open(str(path)) as container:
-            for frame in container.decode(video=0):
-                chunk.append(frame.to_ndarray(format="rgb24"))
-                if len(chunk) == chunk_size:
-                    yield np.stack(chunk)
-                    chunk = []
-    except av.error.FFmpegError as err:
-        raise VideoError(f"{path}: decoding failed after some frames: {err}") from None
+    for frame in iter_frames(path, start=start, count=count, step=step):
+        chunk.append(frame)
+        if len(chunk) == chunk_size:
+            yield np.stack(chunk)
+            chunk = []
     if chunk:
         yield np.stack(chunk)
+
+
+def read_video(path: str | Path, start: int = 0, count: int | None = None, step: int = 1) -> np.ndarray:
+    """Frames ``start, start + step, ...`` of a video as one ``(T, H, W, 3)`` uint8 RGB array.
+
+    Stops decoding after ``count`` frames; for long videos read it chunk by chunk
+    (:func:`iter_frame_chunks` takes the same ``start``, ``count`` and ``step``).
+
+    Raises:
+        ValueError: no frame was read (``start`` past the end, ``count`` 0), bad ``start``/``step``.
+        VideoError: as :func:`iter_frames`.
+    """
+    frames = list(iter_frames(path, start=start, count=count, step=step))
+    if not frames:
+        raise ValueError(f"no frames could be read from {path} (start={start})")
+    return np.stack(frames)
 
 
 def _even(frames: np.ndarray) -> np.ndarray:

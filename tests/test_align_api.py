@@ -13,13 +13,12 @@ from pasl.align import (
     Detector,
     Face,
     FaceAlignment,
-    NoFaceError,
     TemporalSmoother,
     align_faces,
     five_points,
     letterbox_transform,
 )
-from pasl.errors import PASLError
+from pasl.errors import NoFaceError, PASLError
 from pasl.geometry import invert_affine, resize_transform, warp_affine_cv2
 
 

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from pasl.align import NoFaceError, align_faces, five_points, make_detector, read_image
+from pasl.align import align_faces, five_points, make_detector, read_image
 from pasl.align.crop import PASL_TEMPLATE_256
 from pasl.align.detect import DlibDetector, dlib_models_folder, select_face
 from pasl.align.types import Face
+from pasl.errors import NoFaceError
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "assets" / "faces"
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pasl.align.images import to_batch, to_frames, to_uint8_hwc
+from pasl.align.images import to_batch, to_frames
+from pasl.imageops import to_uint8_hwc
 
 
 def _rgb(h=4, w=5, b=None, seed=0):
@@ -135,5 +136,5 @@ class TestToUint8Hwc:
         assert to_uint8_hwc(frame).flatten().tolist() == [1, 1, 1]
 
     def test_shape(self):
-        with pytest.raises(ValueError, match=r"\(3, H, W\)"):
-            to_uint8_hwc(torch.zeros(1, 3, 4, 4))
+        with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+            to_uint8_hwc(torch.zeros(4, 4))

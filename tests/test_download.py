@@ -10,7 +10,8 @@ from functools import partial
 import pytest
 
 from pasl.__main__ import main as cli
-from pasl.download import DownloadError, download, fetch
+from pasl.download import download, fetch
+from pasl.errors import DownloadError
 
 
 @pytest.fixture()

@@ -289,7 +289,7 @@ class TestFaceAlign:
         assert "auto" in host.backends
 
     def test_faceless_batch_raises_no_face_error(self, host):
-        no_face_error = host.pack_module("pasl.align").NoFaceError
+        no_face_error = host.pack_module("pasl.errors").NoFaceError
         with pytest.raises(no_face_error, match="no face in any of the 2 images"):
             host.run(host.node("PASLFaceAlign"), **_align_inputs(torch.zeros(2, 64, 80, 3)))
 

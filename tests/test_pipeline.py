@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pasl.align import NoFaceError
-from pasl.errors import MissingWeightError
+from pasl.errors import MissingWeightError, NoFaceError
 from pasl.models import load_models
 from pasl.pipeline import ReenactOptions, Reenactor, RunSummary, frames_to_chunks
 from pasl.shape import shape_codes

@@ -27,12 +27,15 @@ from typing import Any
 
 import torch
 
+from ..errors import BackendUnavailableError, NoFaceError
 from ..geometry import ALIGNED_SIZE, NUM_LANDMARKS, invert_affine, resize_transform, transform_points, warp_affine, warp_affine_cv2
+from ..imageops import read_image, to_uint8_hwc
+from ..video import read_video
 from .crop import ALIGN_MODES, PASL_TEMPLATE_256, alignment_transform, five_points, letterbox_transform
 from .detect import BACKENDS, SELECT_RULES, Detector, DlibDetector, FanDetector, make_detector, select_face
-from .images import frame_sizes, read_image, read_video, to_frames, to_uint8_hwc
+from .images import frame_sizes, to_frames
 from .smooth import TemporalSmoother
-from .types import AlignedFace, BackendUnavailableError, Face, FaceAlignment, NoFaceError
+from .types import AlignedFace, Face, FaceAlignment
 
 __all__ = [
     "ALIGN_MODES", "BACKENDS", "PASL_TEMPLATE_256", "SELECT_RULES", "WARPS",

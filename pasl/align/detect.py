@@ -32,8 +32,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..errors import MissingWeightError
-from .types import NUM_LANDMARKS, BackendUnavailableError, Face
+from ..errors import BackendUnavailableError, MissingWeightError
+from .types import NUM_LANDMARKS, Face
 
 log = logging.getLogger(__name__)
 

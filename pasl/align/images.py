@@ -13,11 +13,12 @@ entries, else channels-first; pass ``layout`` to decide explicitly.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+
+from ..imageops import pil_to_rgb
 
 LAYOUTS = ("auto", "HWC", "BHWC", "CHW", "BCHW")
 _CHANNELS = (1, 2, 3, 4)
@@ -34,7 +35,7 @@ def _as_tensor(image: Any) -> torch.Tensor:
             return torch.from_numpy(image).div(65535.0)
         return torch.from_numpy(np.ascontiguousarray(image))
     if hasattr(image, "mode") and hasattr(image, "size"):  # a PIL image, without importing PIL
-        return torch.from_numpy(np.array(image.convert("RGBA") if "A" in image.mode else image.convert("RGB")))
+        return torch.from_numpy(pil_to_rgb(image))
     raise TypeError(f"an image must be a numpy array, a torch tensor or a PIL image, got {type(image).__name__}")
 
 
@@ -141,58 +142,6 @@ def to_batch(images: Any, layout: str = "auto") -> torch.Tensor:
     if len(sizes) > 1:
         raise ValueError(f"frames of different sizes cannot be stacked: {sorted(sizes)}; use to_frames")
     return torch.stack(frames)
-
-
-def to_uint8_hwc(frame: torch.Tensor) -> np.ndarray:
-    """``(3, H, W)`` float in [0, 1] -> contiguous ``(H, W, 3)`` uint8 numpy (rounded), what detectors read."""
-    if frame.ndim != 3 or frame.shape[0] != 3:
-        raise ValueError(f"frame must have shape (3, H, W), got {tuple(frame.shape)}")
-    return frame.detach().float().mul(255.0).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as ``(H, W, 3)`` uint8 RGB (PIL; grey and palette images become RGB)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.array(image.convert("RGB"))
-
-
-def read_video(path: str | Path, start: int = 0, count: int | None = None, step: int = 1) -> np.ndarray:
-    """Frames ``start, start + step, ...`` of a video as ``(T, H, W, 3)`` uint8 RGB (OpenCV).
-
-    Reads sequentially (seeking is unreliable in compressed streams) and stops after
-    ``count`` frames; for long videos call it chunk by chunk or use :func:`iter_video`.
-    """
-    frames = list(iter_video(path, start=start, count=count, step=step))
-    if not frames:
-        raise ValueError(f"no frames could be read from {path} (start={start})")
-    return np.stack(frames)
-
-
-def iter_video(path: str | Path, start: int = 0, count: int | None = None, step: int = 1):
-    """Yield ``(H, W, 3)`` uint8 RGB frames of a video one at a time (OpenCV ``VideoCapture``)."""
-    try:
-        import cv2
-    except ImportError as err:
-        raise ImportError("reading videos needs OpenCV: pip install opencv-python-headless") from err
-    if step < 1 or start < 0:
-        raise ValueError(f"need start >= 0 and step >= 1, got start={start}, step={step}")
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise FileNotFoundError(f"cannot open video {path}")
-    try:
-        index = produced = 0
-        while count is None or produced < count:
-            ok, bgr = capture.read()
-            if not ok:
-                break
-            if index >= start and (index - start) % step == 0:
-                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                produced += 1
-            index += 1
-    finally:
-        capture.release()
 
 
 def frame_sizes(frames: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Result types and errors of the alignment stage.
+"""Result types of the alignment stage (its errors are in :mod:`pasl.errors`).
 
 Convention (every coordinate in ``pasl.align``): OpenCV pixel coordinates ``(x, y)``,
 x to the right, y down, the centre of the top-left pixel at ``(0, 0)``, so pixel
@@ -14,16 +14,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from ..errors import PASLError
 from ..geometry import NUM_LANDMARKS  # iBUG-68: 0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes, 48-67 mouth
-
-
-class NoFaceError(PASLError):
-    """No frame of a batch contains a face, so there is nothing to align."""
-
-
-class BackendUnavailableError(PASLError, ImportError):
-    """An alignment backend's Python package is not installed."""
 
 
 @dataclass(frozen=True)
