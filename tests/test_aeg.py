@@ -11,6 +11,7 @@ import torch
 
 from pasl.aeg import AEG, load_aeg
 from synthetic import aeg_inputs, aeg_states
+from shared_assets import needs
 
 GOLDEN = Path(__file__).parent / "golden" / "aeg_official_fp32.npz"
 REFERENCE_DOC = Path(__file__).resolve().parents[2] / "shared" / "docs" / "pasl-reference.md"
@@ -32,7 +33,7 @@ class TestArchitecture:
         assert sum(p.numel() for p in model.style_encoder.parameters()) == 21_245_249
         assert len(AEG(self_attention=False).style_encoder.state_dict()) == 33
 
-    @pytest.mark.skipif(not REFERENCE_DOC.exists(), reason="../shared/docs is not available")
+    @needs(REFERENCE_DOC, reason="../shared/docs is not available")
     @pytest.mark.parametrize(
         "part,self_attention,start,end",
         [

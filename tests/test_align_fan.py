@@ -17,6 +17,7 @@ from fan_synthetic import fan_state, golden_image, s3fd_state, write_fan_files
 from pasl.align import fan
 from pasl.align.detect import FanDetector, fan_files_present, make_detector
 from pasl.errors import MissingWeightError, WeightFileError
+from shared_assets import needs
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "fan_official.npz"
 
@@ -187,8 +188,8 @@ FACES = Path(__file__).resolve().parents[2] / "shared" / "assets" / "faces"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not fan_files_present(None) or not FACES.is_dir(),
-                    reason="real FAN weights ($PASL_WEIGHTS or weights/face_alignment/) or ../shared assets absent")
+@pytest.mark.skipif(not fan_files_present(None), reason="real FAN weights ($PASL_WEIGHTS or weights/face_alignment/) absent")
+@needs(FACES, reason="../shared/assets/faces is not available")
 class TestRealWeights:
     def test_frontal_photo_is_aligned(self):
         from pasl.align import PASL_TEMPLATE_256, align_faces, five_points, read_image

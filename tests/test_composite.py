@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pasl.composite import BORDER_FADE, CROP_SIZE, FEATHER_SIGMAS, RGB_TO_YCBCR, face_mask, match_colors, paste_back, warp_to_frame
+from shared_assets import skip_or_fail
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "assets" / "faces" / "photos"
 
@@ -100,7 +101,7 @@ def bilinear_reference(image: np.ndarray, src_from_dst: np.ndarray, window: tupl
 def load_photo(name: str) -> np.ndarray:
     path = FACES / name
     if not path.exists():
-        pytest.skip(f"{path} not available (shared test assets)")
+        skip_or_fail(f"{path} not available (shared test assets)")
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
 

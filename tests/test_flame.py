@@ -27,13 +27,14 @@ from pasl.flame import (
 )
 
 import flame_synthetic as fs
+from shared_assets import needs
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "flame_official.npz"
 SHARED_FLAME = Path(__file__).resolve().parents[2] / "shared" / "assets" / "flame"
 REAL_EMBEDDING = SHARED_FLAME / "landmark_embedding.npy"
 REAL_TEMPLATE = SHARED_FLAME / "head_template.obj"
-needs_real_embedding = pytest.mark.skipif(not REAL_EMBEDDING.is_file(), reason="shared FLAME assets absent")
-needs_real_template = pytest.mark.skipif(not REAL_TEMPLATE.is_file(), reason="shared FLAME assets absent")
+needs_real_embedding = needs(REAL_EMBEDDING, reason="shared FLAME assets absent")
+needs_real_template = needs(REAL_TEMPLATE, reason="shared FLAME assets absent")
 
 
 def sha256(path: Path) -> str:

@@ -34,12 +34,13 @@ import torch
 
 from pasl.raster import RasterSettings, rasterize
 from pasl.render import render_depth
+from shared_assets import needs
 
 GOLDEN = Path(__file__).parent / "golden" / "render_pytorch3d.npz"
 HEAD_TEMPLATE = Path(__file__).resolve().parents[2] / "shared" / "assets" / "flame" / "head_template.obj"
 DEPTH_Z_OFFSET = 10.0  # SRenderY.render_depth: z - min(z) + 10 before rasterising
 
-needs_template = pytest.mark.skipif(not HEAD_TEMPLATE.exists(), reason="../shared/assets/flame/head_template.obj not available")
+needs_template = needs(HEAD_TEMPLATE, reason="../shared/assets/flame/head_template.obj not available")
 
 
 @pytest.fixture(scope="module")
