@@ -346,13 +346,26 @@ class TestFaceMask:
 # ----------------------------------------------------------------------------- match_colors
 
 
+def _bt601_ycbcr() -> np.ndarray:
+    """Full-range BT.601 (JPEG) from its definition: Y = .299 R + .587 G + .114 B, Cb = (B - Y) / 1.772, Cr = (R - Y) / 1.402."""
+    y = np.array([0.299, 0.587, 0.114])
+    return np.stack([y, (np.array([0.0, 0.0, 1.0]) - y) / 1.772, (np.array([1.0, 0.0, 0.0]) - y) / 1.402])
+
+
+YCBCR = _bt601_ycbcr()
+
+
+def test_colour_space_is_full_range_bt601():
+    np.testing.assert_allclose(np.asarray(RGB_TO_YCBCR), YCBCR, rtol=0, atol=1e-9)
+
+
 def masked_ycbcr_mean(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    ycc = torch.einsum("ij,bjhw->bihw", torch.tensor(RGB_TO_YCBCR, dtype=image.dtype), image)
+    ycc = torch.einsum("ij,bjhw->bihw", torch.tensor(YCBCR, dtype=image.dtype), image)
     return (ycc * mask).sum((2, 3)) / mask.sum((2, 3))
 
 
 def masked_ycbcr_std(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    ycc = torch.einsum("ij,bjhw->bihw", torch.tensor(RGB_TO_YCBCR, dtype=image.dtype), image)
+    ycc = torch.einsum("ij,bjhw->bihw", torch.tensor(YCBCR, dtype=image.dtype), image)
     mean = (ycc * mask).sum((2, 3), keepdim=True) / mask.sum((2, 3), keepdim=True)
     return (((ycc - mean) ** 2 * mask).sum((2, 3)) / mask.sum((2, 3))).sqrt()
 
