@@ -173,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(run=_reenact)
 
     fetch = commands.add_parser(
-        "download", help="download the publicly available weight files (the optional FAN detector); nothing else is fetched"
+        "download", help="download the publicly available weight files (the optional FAN detector); nothing else is fetched",
+        epilog="Files come from the FAN authors' site, or from $PASL_DOWNLOAD_BASE_URL when set (a mirror with the same file names).",
     )
     fetch.add_argument("what", choices=["fan"])
     fetch.add_argument("--to", default="weights", help="weights folder (e.g. ComfyUI/models/pasl); default: weights")

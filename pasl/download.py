@@ -4,12 +4,16 @@ Nothing here runs unless a user asks (``python -m pasl download fan``). PASL, DE
 weights are on Google Drive or behind a registration, so they are never fetched: the
 catalogue tells the user where to get them. Files are verified against the sha256 prefix
 in their names (torch hub's convention) before they are moved into place.
+
+The files are fetched from :data:`FAN_BASE_URL`, or from the URL in the environment variable
+``PASL_DOWNLOAD_BASE_URL`` when it is set (a mirror, or a local server in tests).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -26,6 +30,8 @@ DOWNLOADS = {
     "fan": ("face_alignment", ("s3fd-619a316812.pth", "2DFAN4-11f355bf06.pth.tar")),
 }
 """What ``download`` can fetch: name -> (sub-folder, file names under :data:`FAN_BASE_URL`)."""
+BASE_URL_ENV = "PASL_DOWNLOAD_BASE_URL"
+"""Environment variable that replaces :data:`FAN_BASE_URL` (same file names under it)."""
 TIMEOUT_S = 30
 
 
@@ -55,10 +61,22 @@ def fetch(url: str, destination: Path) -> Path:
     return destination
 
 
-def download(what: str, folder: str | Path, base_url: str = FAN_BASE_URL) -> list[Path]:
-    """Fetch the files of ``what`` into ``folder/<sub-folder>``; files already there are kept."""
+def default_base_url() -> str:
+    """``$PASL_DOWNLOAD_BASE_URL`` (with a trailing ``/``) when set and not empty, else :data:`FAN_BASE_URL`."""
+    url = os.environ.get(BASE_URL_ENV, "").strip()
+    if not url:
+        return FAN_BASE_URL
+    return url if url.endswith("/") else url + "/"
+
+
+def download(what: str, folder: str | Path, base_url: str | None = None) -> list[Path]:
+    """Fetch the files of ``what`` into ``folder/<sub-folder>``; files already there are kept.
+
+    ``base_url`` defaults to :func:`default_base_url`.
+    """
     if what not in DOWNLOADS:
         raise ValueError(f"can only download {sorted(DOWNLOADS)}; PASL, DECA and FLAME weights must be fetched by hand (see weights/README.md)")
+    base_url = default_base_url() if base_url is None else base_url
     sub, names = DOWNLOADS[what]
     paths = []
     for name in names:

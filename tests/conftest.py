@@ -10,10 +10,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the synthetic-file helpers
 
+from shared_assets import require  # noqa: E402
 from synthetic import write_nets_ema  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+
+def pytest_runtest_setup(item):
+    """Tests marked ``shared_assets`` (``shared_assets.needs``) skip, or fail under PASL_REQUIRE_ASSETS=1, without them."""
+    for mark in item.iter_markers("shared_assets"):
+        require(*mark.args, reason=mark.kwargs.get("reason"))
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +43,26 @@ def pae_folder(tmp_path_factory) -> Path:
     return write_pae_folder(tmp_path_factory.mktemp("pae"))
 
 
+TEST_THREADS = 2
+"""torch's CPU threads during every test: the reduction order of CPU kernels (so the last bits of their
+results) can depend on the thread count, and the goldens are compared exactly."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fixed_threads():
+    """:data:`TEST_THREADS` torch threads for the whole session (module fixtures included); the caller's restored."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(TEST_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
-def _deterministic_threads():
-    """Keep CPU results independent of the machine's core count."""
+def _deterministic_threads(_fixed_threads):
+    """Keep CPU results independent of the machine's core count and of earlier tests: every test starts with
+    :data:`TEST_THREADS` torch threads (set again in case an earlier test changed them) and torch's seed at 0."""
+    torch.set_num_threads(TEST_THREADS)
     torch.manual_seed(0)
     yield

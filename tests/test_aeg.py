@@ -68,10 +68,12 @@ class TestOfficialParity:
         with torch.no_grad():
             style = model.style_encoder(x["source"])
             image = model.generator(x["depth"], x["landmarks"], style)
-        np.testing.assert_allclose(style.numpy(), golden[f"{case}_style"], rtol=0, atol=1e-5)
+        # Not bit-identical on every CPU: measured here (torch 2.14.1, 2 threads) 1.2e-7 (style), 4.3e-6 (image),
+        # 1.6e-8 (channel means); the tolerances are the tightest that hold with a 2x margin.
+        np.testing.assert_allclose(style.numpy(), golden[f"{case}_style"], rtol=0, atol=2.5e-7)
         stride = int(golden["stride"])
-        np.testing.assert_allclose(image.flatten().numpy()[::stride], golden[f"{case}_image_strided"], rtol=0, atol=1e-4)
-        np.testing.assert_allclose(image.double().mean(dim=(2, 3)).numpy(), golden[f"{case}_image_channel_mean"], atol=1e-6)
+        np.testing.assert_allclose(image.flatten().numpy()[::stride], golden[f"{case}_image_strided"], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(image.double().mean(dim=(2, 3)).numpy(), golden[f"{case}_image_channel_mean"], rtol=0, atol=5e-8)
 
 
 @pytest.fixture(scope="module")

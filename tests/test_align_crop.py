@@ -32,7 +32,7 @@ def _landmarks_from_template(frame_from_crop: torch.Tensor, seed: int = 0) -> to
     """68 points whose 5 alignment points are exactly the template mapped by ``frame_from_crop``."""
     g = torch.Generator().manual_seed(seed)
     crop_points = torch.rand(68, 2, generator=g, dtype=torch.float64) * 200 + 28
-    template = torch.tensor(PASL_TEMPLATE_256, dtype=torch.float64)
+    template = torch.tensor(np.asarray(BRIEF_TEMPLATE, np.float32), dtype=torch.float64)
     crop_points[[36, 39]] = template[0] + torch.tensor([[-6.0, 1.0], [6.0, -1.0]], dtype=torch.float64)
     crop_points[[42, 45]] = template[1] + torch.tensor([[-5.0, 0.5], [5.0, -0.5]], dtype=torch.float64)
     crop_points[30], crop_points[48], crop_points[54] = template[2], template[3], template[4]
@@ -44,10 +44,10 @@ class TestConstants:
         assert PASL_TEMPLATE_256.dtype == np.float32
         assert np.array_equal(PASL_TEMPLATE_256, np.asarray(BRIEF_TEMPLATE, dtype=np.float32))
 
-    def test_template_derivation(self):
-        expected = np.asarray(ARCFACE_TEMPLATE_96x112, np.float32) * 2
-        expected[:, 0] += np.float32(31.9721)
-        assert np.array_equal(PASL_TEMPLATE_256, expected)
+    def test_arcface_template_is_the_official_literal(self):
+        """The 96x112 ArcFace points as written in ``get_arcface`` (insightface's template)."""
+        official = [[30.2946, 51.6963], [65.5318, 51.5014], [48.0252, 71.7366], [33.5493, 92.3655], [62.7299, 92.2041]]
+        assert np.array_equal(np.asarray(ARCFACE_TEMPLATE_96x112, np.float64), np.asarray(official, np.float64))
 
     def test_template_is_read_only(self):
         with pytest.raises(ValueError):
@@ -116,13 +116,32 @@ class TestEstimateSimilarity:
 
 
 class TestAlignmentTransform:
+    def test_equals_a_least_squares_similarity_onto_the_official_numbers(self):
+        """Independent expectation: the least-squares ``[[a, -b, tx], [b, a, ty]]`` that maps the five points onto
+        the template as printed in the official code, solved with ``numpy.linalg.lstsq``; and OpenCV's own fit."""
+        cv2 = pytest.importorskip("cv2")
+        lm = _landmarks_from_template(_similarity(1.8, 0.25, 140.0, 60.0), seed=4)
+        lm = lm + torch.randn(lm.shape, generator=torch.Generator().manual_seed(5), dtype=lm.dtype) * 3  # not exact
+        src = five_points(lm)[0].double().numpy()
+        dst = np.asarray(BRIEF_TEMPLATE, np.float32).astype(np.float64)
+        rows = np.zeros((10, 4))
+        rows[0::2] = np.stack([src[:, 0], -src[:, 1], np.ones(5), np.zeros(5)], axis=1)
+        rows[1::2] = np.stack([src[:, 1], src[:, 0], np.zeros(5), np.ones(5)], axis=1)
+        (a, b, tx, ty), *_ = np.linalg.lstsq(rows, dst.reshape(-1), rcond=None)
+        expected = np.array([[a, -b, tx], [b, a, ty], [0.0, 0.0, 1.0]])
+        ours = alignment_transform(lm)[0].numpy()
+        np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-9)
+        opencv, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
+        assert inliers.all()
+        np.testing.assert_allclose(ours[:2], opencv, rtol=0, atol=1e-5)  # its iterative refinement: 2.6e-7 here
+
     def test_maps_the_five_points_onto_the_template(self):
         frame_from_crop = _similarity(2.5, -0.4, 300.0, 120.0)
         lm = _landmarks_from_template(frame_from_crop)
         crop_from_frame = alignment_transform(lm)
         assert torch.allclose(crop_from_frame[0], invert_affine(frame_from_crop), atol=1e-6)
         points = transform_points(crop_from_frame, five_points(lm).double())
-        assert torch.allclose(points[0], torch.tensor(PASL_TEMPLATE_256, dtype=torch.float64), atol=1e-4)
+        assert torch.allclose(points[0], torch.tensor(np.asarray(BRIEF_TEMPLATE, np.float32), dtype=torch.float64), atol=1e-4)
 
     def test_batch_equals_single(self):
         lm = torch.cat([_landmarks_from_template(_similarity(s, a, 50, 60), seed=i) for i, (s, a) in enumerate([(1, 0), (3, 1), (0.5, -2)])])

@@ -19,12 +19,12 @@ from pasl.align.crop import PASL_TEMPLATE_256
 from pasl.align.detect import DlibDetector, dlib_models_folder, select_face
 from pasl.align.types import Face
 from pasl.errors import NoFaceError
+from shared_assets import needs
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "assets" / "faces"
 
 pytest.importorskip("dlib")
-if not FACES.is_dir():
-    pytest.skip(f"real face assets not found at {FACES}", allow_module_level=True)
+pytestmark = needs(FACES, reason=f"real face assets not found at {FACES}")
 
 
 @pytest.fixture(scope="module")

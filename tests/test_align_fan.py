@@ -17,6 +17,7 @@ from fan_synthetic import fan_state, golden_image, s3fd_state, write_fan_files
 from pasl.align import fan
 from pasl.align.detect import FanDetector, fan_files_present, make_detector
 from pasl.errors import MissingWeightError, WeightFileError
+from shared_assets import needs
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "fan_official.npz"
 
@@ -77,8 +78,9 @@ class TestNetworks:
         with torch.inference_mode():
             outputs = detector.s3fd(x)
         for level, (cls, reg) in enumerate(outputs):
-            torch.testing.assert_close(cls, torch.from_numpy(golden[f"s3fd_out{2 * level}"]), rtol=1e-5, atol=1e-5)
-            torch.testing.assert_close(reg, torch.from_numpy(golden[f"s3fd_out{2 * level + 1}"]), rtol=1e-5, atol=1e-5)
+            # not bit-identical on every CPU: 6.4e-6 measured here (torch 2.14.1, 2 threads)
+            torch.testing.assert_close(cls, torch.from_numpy(golden[f"s3fd_out{2 * level}"]), rtol=0, atol=1e-5)
+            torch.testing.assert_close(reg, torch.from_numpy(golden[f"s3fd_out{2 * level + 1}"]), rtol=0, atol=1e-5)
 
     def test_fan_heatmaps_with_flip_equal_official(self, detector, golden, opencv):
         crop = fan.fan_crop(golden["image"], golden["boxes"][0])
@@ -86,7 +88,7 @@ class TestNetworks:
         with torch.inference_mode():
             heatmaps = detector.fan(x) + fan.flip_heatmaps(detector.fan(x.flip(-1)))
         channels = golden["heatmap_channels"]
-        torch.testing.assert_close(heatmaps[0, channels], torch.from_numpy(golden["heatmaps0"]), rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(heatmaps[0, channels], torch.from_numpy(golden["heatmaps0"]), rtol=0, atol=1e-4)  # 5.0e-5 measured
 
 
 @pytest.mark.slow
@@ -97,13 +99,12 @@ class TestPipeline:
     def test_boxes_equal_official(self, detector, golden):
         boxes = detector.boxes(golden["image"])
         assert boxes.shape == golden["boxes"].shape == (7, 5)
-        np.testing.assert_allclose(boxes, golden["boxes"], rtol=0, atol=1e-3)
+        np.testing.assert_allclose(boxes, golden["boxes"], rtol=0, atol=1e-6)  # 1.2e-7 measured
 
     def test_integer_landmarks_equal_official(self, landmarks, golden, opencv):
         official = torch.from_numpy(golden["landmarks"])
         assert landmarks.shape == official.shape == (7, 68, 2)
-        mismatch = (landmarks != official).float().mean()
-        assert mismatch <= 0.01 and (landmarks - official).abs().max() <= 1  # truncation ties only
+        assert torch.equal(landmarks, official)  # identical (0 of 952 coordinates differ here)
 
     def test_detect_returns_faces_by_score(self, detector, golden, landmarks, opencv):
         faces = detector.detect(golden["image"])
@@ -123,8 +124,8 @@ class TestPipeline:
         image = golden_image(288, 352).numpy()
         full = make_detector("fan", weights_dir).boxes(image)
         small = make_detector("fan", weights_dir, max_side=176).boxes(image)
-        assert small.shape[1] == 5 and (small[:, :4].max() > 180 if len(small) else True)
-        assert len(full) != 0
+        assert len(full) != 0 and len(small) != 0 and small.shape[1] == 5
+        assert small[:, :4].max() > 180  # boxes found on the half-size image come back in full-size pixels
 
     def test_no_flip_changes_landmarks(self, weights_dir, golden):
         plain = make_detector("fan", weights_dir, flip_input=False)
@@ -187,8 +188,8 @@ FACES = Path(__file__).resolve().parents[2] / "shared" / "assets" / "faces"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not fan_files_present(None) or not FACES.is_dir(),
-                    reason="real FAN weights ($PASL_WEIGHTS or weights/face_alignment/) or ../shared assets absent")
+@pytest.mark.skipif(not fan_files_present(None), reason="real FAN weights ($PASL_WEIGHTS or weights/face_alignment/) absent")
+@needs(FACES, reason="../shared/assets/faces is not available")
 class TestRealWeights:
     def test_frontal_photo_is_aligned(self):
         from pasl.align import PASL_TEMPLATE_256, align_faces, five_points, read_image

@@ -11,6 +11,7 @@ import torch
 from pasl.align.crop import PASL_TEMPLATE_256, alignment_transform, crop_scale
 from pasl.geometry import invert_affine, transform_points
 from pasl.align.smooth import LANDMARK_SETTINGS, OneEuroFilter, OneEuroSettings, TemporalSmoother
+from shared_assets import require
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 VIDEO = SHARED / "assets" / "faces" / "video" / "pyfeat_single_face.mp4"
@@ -169,8 +170,7 @@ class TestRealVideo:
         """dlib HOG on 30 frames of pyfeat_single_face.mp4: jitter at strength 1 vs 0."""
         pytest.importorskip("cv2")
         pytest.importorskip("dlib")
-        if not VIDEO.is_file():
-            pytest.skip(f"{VIDEO} not available")
+        require(VIDEO)
         from pasl.align import align_faces, make_detector, read_video
 
         raw = align_faces(read_video(VIDEO, count=30), detector=make_detector("dlib-hog"))

@@ -3,6 +3,7 @@
 import json
 
 from pasl.bench import main
+from shared_assets import skip_or_fail
 
 
 def test_aeg_bench_writes_table_and_json(tmp_path, capsys):
@@ -24,7 +25,7 @@ def test_render_bench_runs_on_the_free_topology_files(tmp_path):
     if not (flame / "head_template.obj").exists():
         import pytest
 
-        pytest.skip("../shared/assets/flame is not available")
+        skip_or_fail("../shared/assets/flame is not available")
     out = tmp_path / "render.json"
     assert main(["render", "--batches", "2", "--repeat", "1", "--weights-dir", str(flame), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
@@ -38,7 +39,7 @@ def test_align_bench_reports_each_backend(tmp_path):
 
     video = Path(__file__).resolve().parents[2] / "shared" / "assets" / "faces" / "video" / "pyfeat_single_face.mp4"
     if not video.exists():
-        pytest.skip("../shared/assets is not available")
+        skip_or_fail("../shared/assets is not available")
     pytest.importorskip("dlib")
     out = tmp_path / "align.json"
     assert main(["align", str(video), "--frames", "2", "--backends", "dlib-hog,fan", "--json", str(out)]) == 0

@@ -16,8 +16,9 @@ from pasl.weights import sha256_of
 from synthetic import save_official
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "deca_encoder_official.npz"
-PARITY_ATOL = 1e-4
-"""Required agreement with the official E_flame (fp32, CPU); it is bit-exact in practice."""
+PARITY_ATOL = 1e-5
+"""Required agreement with the official E_flame (fp32, CPU): not bit-exact on every CPU, 5.5e-6 measured here
+(torch 2.14.1, 2 threads); the tightest bound that holds with a 2x margin."""
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from pasl.models import load_models
 from pasl.pipeline import ReenactOptions, Reenactor
 from pasl.video import VideoWriter, iter_frame_chunks, probe
 from pipeline_synthetic import ScriptedDetector, weights_folder
+from shared_assets import skip_or_fail
 
 av = pytest.importorskip("av")
 SHARED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "assets" / "faces" / "video" / "pyfeat_single_face.mp4"
@@ -60,7 +61,7 @@ def test_folder_to_folder_keeps_names_and_passes_faceless_images(reenactor, tmp_
 
 def test_video_to_video_streams_and_keeps_audio(reenactor, tmp_path):
     if not SHARED_VIDEO.exists():
-        pytest.skip("../shared/assets is not available")
+        skip_or_fail("../shared/assets is not available")
     driving = tmp_path / "short.mp4"
     frames = next(iter_frame_chunks(SHARED_VIDEO, 5))[:, ::4, ::4]  # 5 frames, 160x90
     with VideoWriter(driving, 30, audio_from=SHARED_VIDEO) as writer:
@@ -116,7 +117,7 @@ class TestCommandLine:
         photo = Path(__file__).resolve().parents[2] / "shared" / "assets" / "faces" / "photos" / "facerec_obama.jpg"
         pytest.importorskip("dlib")
         if not photo.exists():
-            pytest.skip("../shared/assets is not available")
+            skip_or_fail("../shared/assets is not available")
         out = tmp_path / "out.png"
         assert cli(["reenact", "--source", str(photo), "--driving", str(photo), "--out", str(out),
                     "--weights-dir", str(folder), "--backend", "dlib-hog"]) == 0
@@ -133,7 +134,7 @@ def test_official_demo_preset_from_the_command_line(folder, tmp_path, capsys):
     photo = Path(__file__).resolve().parents[2] / "shared" / "assets" / "faces" / "photos" / "facerec_obama.jpg"
     pytest.importorskip("dlib")
     if not photo.exists():
-        pytest.skip("../shared/assets is not available")
+        skip_or_fail("../shared/assets is not available")
     common = ["reenact", "--source", str(photo), "--driving", str(photo), "--weights-dir", str(folder),
               "--preset", "official-demo", "--backend", "dlib-hog"]
     assert cli(common + ["--out", str(tmp_path / "truncated.png")]) == 0

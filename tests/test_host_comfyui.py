@@ -20,6 +20,7 @@ from pae_synthetic import link_pae_files
 from pipeline_synthetic import weights_folder
 from synthetic import aeg_inputs
 from workflow_inputs import UPSCALER, write_face_inputs, write_upscaler
+from shared_assets import skip_or_fail
 
 pytestmark = pytest.mark.host
 
@@ -298,7 +299,7 @@ def faces(host):
     from workflow_inputs import faces_available
 
     if not faces_available():
-        pytest.skip("../shared/assets/faces is not available: the face workflows need real faces")
+        skip_or_fail("../shared/assets/faces is not available: the face workflows need real faces")
     return host
 
 

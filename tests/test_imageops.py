@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -8,9 +10,14 @@ from pasl.imageops import pil_to_rgb, read_image, to_uint8, to_uint8_hwc
 
 class TestToUint8:
     def test_rounding_matches_torchvision_save_image(self):
-        x = torch.linspace(0, 1, 10_001)
-        expected = x.mul(255).add(0.5).clamp(0, 255).to(torch.uint8)  # torchvision.utils.save_image
-        assert torch.equal(to_uint8(x), expected)
+        utils = pytest.importorskip("torchvision.utils")
+        x = torch.linspace(0, 1, 10_001).reshape(1, 1, -1).expand(3, 1, -1).contiguous()
+        x[1] = x[1].flip(-1)  # a different ramp per channel, so channel order counts too
+        x[2] = torch.linspace(-0.25, 1.25, 10_001)  # and out-of-range values
+        png = io.BytesIO()
+        utils.save_image(x, png, format="png")
+        saved = torch.from_numpy(np.asarray(Image.open(io.BytesIO(png.getvalue())).convert("RGB")).copy()).permute(2, 0, 1)
+        assert torch.equal(to_uint8(x), saved)
 
     def test_truncation_matches_the_official_demo(self):
         x = torch.rand(2, 3, 8, 8, dtype=torch.float16)

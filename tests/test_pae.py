@@ -91,7 +91,8 @@ def test_ir50_equals_the_authors_network():
         model.load_state_dict(ir50_state(seed))
         with torch.no_grad():
             out = model(raw).numpy()
-        np.testing.assert_allclose(out, golden[f"raw_{seed}"], rtol=1e-5, atol=1e-4 * np.abs(golden[f"raw_{seed}"]).max())
+        # README: <=1e-5 relative (to the largest value); 2.1e-6 measured here
+        np.testing.assert_allclose(out, golden[f"raw_{seed}"], rtol=0, atol=1e-5 * np.abs(golden[f"raw_{seed}"]).max())
 
 
 def test_official_protocol_reproduces_mean_pae_csim(pae_root):
@@ -105,12 +106,12 @@ def test_official_protocol_reproduces_mean_pae_csim(pae_root):
         with torch.no_grad():
             embedding = pae.embed(faces, [kind] * 4, "official")
         scale = np.abs(golden[f"official_embed_{seed}"]).max()
-        np.testing.assert_allclose(embedding.numpy(), golden[f"official_embed_{seed}"], rtol=1e-5, atol=1e-4 * scale)
+        np.testing.assert_allclose(embedding.numpy(), golden[f"official_embed_{seed}"], rtol=0, atol=1e-5 * scale)  # 6.7e-6 measured
         yaw = torch.tensor([0.0, 0.0]) if kind == "FF" else torch.tensor([45.0, 45.0])
         with torch.no_grad():
             csim, kinds = pae.similarity(faces[:2], faces[2:], yaw, yaw, "official")
         assert kinds == [kind, kind]
-        np.testing.assert_allclose(csim.numpy(), golden[f"official_csim_{seed}"], atol=2e-6)
+        np.testing.assert_allclose(csim.numpy(), golden[f"official_csim_{seed}"], rtol=0, atol=5e-7)  # 1.8e-7 measured
 
 
 def test_fixed_protocol_is_rgb_normalised_and_antialiased():

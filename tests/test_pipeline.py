@@ -43,6 +43,19 @@ def source(reenactor):
     return reenactor.encode_source(frames(1, 300, 300))
 
 
+@pytest.fixture(scope="module")
+def driver_codes(models):
+    """One driving frame and its DECA codes, computed by the stages one by one (as the official TestData)."""
+    from pasl.shape import detect_crop_landmarks
+
+    detector = ScriptedDetector()
+    driving = frames(1)
+    alignment = Reenactor(models, detector, ReenactOptions(smoothing=0.0))._align([driving[0]], None)
+    points, found = detect_crop_landmarks(detector, alignment.crops)
+    with torch.inference_mode():
+        return driving, encode_shapes(models.shape_encoder, alignment.crops, points, found)
+
+
 class TestModels:
     def test_every_file_is_found_by_name(self, models, folder):
         assert models.shape_encoder is not None and models.flame is not None
@@ -112,13 +125,26 @@ class TestReenact:
         with pytest.raises(NoFaceError, match="no face in any of the 3 driving frames"):
             list(reenactor.reenact_stream(source, frames_to_chunks(frames(3, dark=(0, 1, 2)), 2)))
 
-    def test_modes_change_the_shape(self, models, source):
-        results = {}
-        for mode in ("recompose", "reference"):
-            r = Reenactor(models, ScriptedDetector(), ReenactOptions(mode=mode, smoothing=0.0, paste_back=False))
-            results[mode] = r.reenact(source, frames(1))
-            assert results[mode].frames is None
-        assert results["recompose"].faces.shape == results["reference"].faces.shape == (1, 3, 256, 256)
+    @pytest.mark.parametrize(
+        ("mode", "from_source"),
+        [("recompose", {"shape", "tex", "light"}), ("reference", set()), ("shape_only", {"shape"})],
+    )
+    def test_modes_take_each_code_from_the_source_or_the_driver(self, models, source, driver_codes, mode, from_source):
+        """The maps equal those of codes assembled by hand, field by field, from the source's codes and the
+        driver's (DECA run on the driver's aligned crop by the stages themselves)."""
+        from pasl.shape import render_conditioning
+
+        driving, driver = driver_codes
+        r = Reenactor(models, ScriptedDetector(), ReenactOptions(mode=mode, smoothing=0.0, paste_back=False))
+        result = r.reenact(source, driving)
+        assert result.frames is None
+        assert not torch.equal(source.shape.codes.shape, driver.codes.shape)  # the choice is visible
+        picked = {name: (source.shape.codes if name in from_source else driver.codes)[name] for name in driver.codes.keys()}
+        with torch.inference_mode():
+            depth, landmarks = render_conditioning(models.flame, models.faces, driver.with_codes(driver.codes.replace(**picked)))
+            driver_depth, _ = render_conditioning(models.flame, models.faces, driver)
+        assert torch.equal(result.depth, depth) and torch.equal(result.landmarks, landmarks)
+        assert torch.equal(depth, driver_depth) == (mode == "reference")  # the source's shape shows in the maps
 
     def test_cycle_report_and_refinement_options(self, models, source):
         r = Reenactor(models, ScriptedDetector(), ReenactOptions(smoothing=0.0, cycle_check=True, refine_steps=1))

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from pasl.raster import Fragments, RasterSettings, rasterize
+from shared_assets import needs
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 HEAD_TEMPLATE = SHARED / "assets" / "flame" / "head_template.obj"
@@ -287,7 +288,7 @@ class TestRasterizeReference:
         for name in ("pix_to_face", "zbuf", "bary_coords"):
             assert torch.equal(getattr(full, name), getattr(chunked, name))
 
-    @pytest.mark.skipif(not HEAD_TEMPLATE.exists(), reason="../shared/assets/flame/head_template.obj not available")
+    @needs(HEAD_TEMPLATE, reason="../shared/assets/flame/head_template.obj not available")
     def test_flame_topology_matches_the_loop_reference(self):
         verts, faces = load_obj_mesh(HEAD_TEMPLATE)
         assert faces.shape == (9976, 3) and verts.shape == (5023, 3)

@@ -32,6 +32,7 @@ from pasl.render import (
     render_depth,
 )
 from test_raster import HEAD_TEMPLATE, load_obj_mesh
+from shared_assets import needs
 
 GOLDEN = Path(__file__).parent / "golden" / "render_official.npz"
 
@@ -215,7 +216,7 @@ class TestRenderDepth:
         depth = render_depth(verts, torch.tensor([[0, 1, 2]]), 8)
         assert torch.isfinite(depth).all() and depth.max() == pytest.approx(1.0, abs=1e-6)
 
-    @pytest.mark.skipif(not HEAD_TEMPLATE.exists(), reason="../shared/assets/flame/head_template.obj not available")
+    @needs(HEAD_TEMPLATE, reason="../shared/assets/flame/head_template.obj not available")
     def test_flame_head(self):
         verts, faces = load_obj_mesh(HEAD_TEMPLATE)
         centred = (verts - verts.mean(0)) * 4.5

@@ -24,6 +24,7 @@ from flame_synthetic import (
     csc_arrays,
     scipy_csc,
 )
+from shared_assets import needs
 
 SHARED_FLAME = Path(__file__).resolve().parents[2] / "shared" / "assets" / "flame"
 
@@ -269,7 +270,7 @@ class TestTorchTensors:
             np.testing.assert_array_equal(out[key], tensor.numpy(), err_msg=key)
         np.testing.assert_array_equal(out["plain"], np.eye(2))
 
-    @pytest.mark.skipif(not (SHARED_FLAME / "landmark_embedding.npy").is_file(), reason="shared FLAME assets absent")
+    @needs(SHARED_FLAME / "landmark_embedding.npy", reason="shared FLAME assets absent")
     def test_real_landmark_embedding_equals_numpy_load(self):
         path = SHARED_FLAME / "landmark_embedding.npy"
         ours = safe_pickle.load_npy(path)
