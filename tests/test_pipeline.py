@@ -52,8 +52,8 @@ def driver_codes(models):
     driving = frames(1)
     alignment = Reenactor(models, detector, ReenactOptions(smoothing=0.0))._align([driving[0]], None)
     points, found = detect_crop_landmarks(detector, alignment.crops)
-    with torch.inference_mode():
-        return driving, encode_shapes(models.shape_encoder, alignment.crops, points, found)
+    with torch.inference_mode():  # the second pass's points, given as if they were the aligner's
+        return driving, shape_codes(models.shape_encoder, alignment.crops, points, found, crop_landmarks="mapped")
 
 
 class TestModels:
