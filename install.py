@@ -32,7 +32,7 @@ def convert_official_files(folder: Path) -> None:
     """
     try:
         from pasl.errors import PASLError
-        from pasl.weights import convert_aeg_to_safetensors
+        from pasl.aeg_files import convert_aeg_to_safetensors
     except ImportError as err:  # torch not installed yet: nothing to convert with
         print(f"[PASL] conversion skipped ({err})")
         return
@@ -46,7 +46,7 @@ def convert_official_files(folder: Path) -> None:
     for pkl in sorted(folder.rglob("generic_model.pkl")):
         embedding = next(iter(sorted(folder.rglob("landmark_embedding.npy"))), None)
         if embedding is not None:
-            from pasl.flame import convert_flame
+            from pasl.flame_files import convert_flame
 
             jobs.append((pkl, pkl.with_name("pasl_flame.safetensors"), lambda src, dst, e=embedding: convert_flame(src, e, dst)))
     for src, dst, convert in jobs:

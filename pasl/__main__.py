@@ -21,7 +21,8 @@ def _convert_weights(args: argparse.Namespace) -> dict:
     """AEG checkpoints and DECA's deca_model.tar, told apart by their contents."""
     from pathlib import Path
 
-    from .weights import checkpoint_kind, convert_aeg_to_safetensors, load_pickle_weights, require_file
+    from .aeg_files import convert_aeg_to_safetensors
+    from .weights import checkpoint_kind, load_pickle_weights, require_file
 
     src = require_file(args.src, "weight file", "the links in weights/README.md")
     if src.suffix != ".safetensors" and checkpoint_kind(load_pickle_weights(src, expected="an AEG or DECA checkpoint")) == "deca":
@@ -32,7 +33,7 @@ def _convert_weights(args: argparse.Namespace) -> dict:
 
 
 def _convert_flame(args: argparse.Namespace) -> dict:
-    from .flame import convert_flame
+    from .flame_files import convert_flame
 
     return convert_flame(args.model, args.landmarks, args.dst)
 

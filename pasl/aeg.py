@@ -5,7 +5,8 @@ line drawing) into a face; the source person's appearance reaches it only throug
 128-d style code, via a transformer query and the AdaIN layers of the decoder.
 
 Sub-module names equal the official ones so ``{step}_nets_ema.ckpt`` loads with
-``strict=True`` (see ``docs/official-code.md`` §2, key layout in §2.5).
+``strict=True`` (see ``docs/official-code.md`` §2, key layout in §2.5); reading and
+converting those files is :mod:`pasl.aeg_files`.
 
 Convention: every image tensor here is ``(B, 3, 256, 256)`` RGB in [0, 1] with no
 mean/std normalisation, on whatever device/dtype the module lives on.
@@ -13,7 +14,6 @@ mean/std normalisation, on whatever device/dtype the module lives on.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +25,7 @@ from torch import nn
 from .geometry import ALIGNED_SIZE
 from .layers import LEAKY_SLOPE, AdaINResBlock, HighPass, ResBlock, SelfAttention2d
 from .transformer import Decoder, Encoder
-
-log = logging.getLogger(__name__)
+from .weights import strict_load
 
 IMAGE_SIZE = ALIGNED_SIZE
 """Side of every AEG image: source, depth, landmarks, output (the aligned crop's)."""
@@ -204,29 +203,8 @@ def detect_variant(style_encoder_state: dict) -> AEGVariant:
     return AEGVariant(self_attention="shared.5.gamma" in style_encoder_state)
 
 
-def load_aeg(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> AEG:
-    """Load an AEG checkpoint, strictly, into eval mode on ``device`` in ``dtype``.
-
-    ``path`` may be an official ``{step}_nets_ema.ckpt``, a training ``{step}_nets.ckpt``
-    (its discriminators are ignored) or a ``.safetensors`` made by
-    ``python -m pasl convert-weights``. Pickles are read with ``weights_only=True``.
-
-    Raises:
-        MissingWeightError: the file does not exist (the message says where to get it).
-        WeightFileError: the file is corrupt, unsafe, of another kind, or its keys or
-            shapes do not match the architecture.
-    """
-    from .weights import read_aeg_state
-
-    model = build_aeg(read_aeg_state(path), path)
-    log.info("loaded AEG %s (%s)", path, detect_variant(model.style_encoder.state_dict()).name)
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
-
-
 def build_aeg(states: dict[str, dict[str, torch.Tensor]], source: str | Path) -> AEG:
     """An fp32 CPU :class:`AEG` filled strictly from ``generator``/``style_encoder`` state dicts."""
-    from .weights import strict_load
-
     model = AEG(self_attention=detect_variant(states["style_encoder"]).self_attention)
     strict_load(model.generator, states["generator"], source, "generator")
     strict_load(model.style_encoder, states["style_encoder"], source, "style_encoder")

@@ -59,7 +59,8 @@ def _memory_mb(device: torch.device) -> float:
 
 
 def bench_aeg(args: argparse.Namespace) -> dict:
-    from .aeg import AEG, load_aeg
+    from .aeg import AEG
+    from .aeg_files import load_aeg
 
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     if args.weights:
@@ -99,7 +100,8 @@ def _flame_for_bench(folders: list[str]):
     import numpy as np
 
     from .catalog import find, search_folders
-    from .flame import FLAME, read_landmark_embedding, load_flame, read_head_template
+    from .flame import FLAME
+    from .flame_files import load_flame, read_head_template, read_landmark_embedding
     from .models import _flame_files
 
     searched = search_folders(folders)

@@ -119,9 +119,9 @@ def load_models(
             FLAME file is, or ``identity="pae"`` and a PAE file is; the message names every
             missing file and where to get it.
     """
-    from .aeg import load_aeg
+    from .aeg_files import load_aeg
     from .csg.encoder import load_shape_encoder
-    from .flame import load_flame, load_head_template
+    from .flame_files import load_flame, load_head_template
 
     searched = search_folders(folders)
     device = torch.device(device)

@@ -1,32 +1,37 @@
-"""Reading weight files safely, recognising what they are, and converting them.
+"""Weight files of any kind: reading them safely, recognising what they are, converting them.
+
+Everything here is generic; what a particular file holds (the AEG, DECA, FLAME) lives next to
+its network (:mod:`pasl.aeg_files`, :mod:`pasl.csg.encoder`, :mod:`pasl.flame_files`), which
+imports this module and never the other way round.
 
 Rules: pickles are opened with ``torch.load(weights_only=True, map_location="cpu")`` so a
 weight file can never execute code (the official files were saved on CUDA); every failure
-becomes one sentence that names the file and what is wrong with it.
+becomes one sentence that names the file and what is wrong with it; every conversion is
+written by :func:`save_converted`, atomically, with the sha256 of each file it came from.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
+import json
+import os
 import pickle
+import uuid
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from .catalog import WEIGHT_FOLDERS, entry
+from .catalog import WEIGHT_FOLDERS
 from .errors import MissingWeightError, WeightFileError
 
-log = logging.getLogger(__name__)
-
-AEG_PARTS = ("generator", "style_encoder")
-"""Top-level entries of an official ``{step}_nets_ema.ckpt``."""
-SAFETENSORS_FORMAT = "pasl-aeg"
-"""``format`` metadata of our own AEG conversion."""
-
-AEG_SOURCE = entry("aeg").source
+CONVERTED_SUFFIXES = (".safetensors", ".npz")
+"""File formats :func:`save_converted` writes, picked by the destination's suffix."""
+NPZ_METADATA_KEY = "__metadata__"
+"""In a ``.npz`` conversion, the array holding the metadata as a JSON string."""
 
 
 def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -48,7 +53,7 @@ def require_file(path: str | Path, what: str, where_to_get: str) -> Path:
     return path
 
 
-def load_pickle_weights(path: Path, expected: str = "an AEG checkpoint") -> object:
+def load_pickle_weights(path: Path, expected: str = "a weight file") -> object:
     """``torch.load`` with ``weights_only=True``; turn every failure into :class:`WeightFileError`.
 
     ``expected`` names what the caller wanted, for the message about a FLAME pickle.
@@ -71,8 +76,10 @@ def load_pickle_weights(path: Path, expected: str = "an AEG checkpoint") -> obje
         ) from None
 
 
-def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a ``.safetensors`` file, or :class:`WeightFileError`."""
+def read_safetensors(
+    path: Path, redo: str = "Convert the original checkpoint again."
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a ``.safetensors`` file, or :class:`WeightFileError` ending in ``redo``."""
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -80,8 +87,26 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
             metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError) as err:
-        raise WeightFileError(f"{path} is not a valid .safetensors file ({err}). Convert the original checkpoint again.") from None
+        raise WeightFileError(f"{path} is not a valid .safetensors file ({err}). {redo}") from None
     return tensors, metadata
+
+
+def read_npz(path: Path, redo: str = "Convert the original files again.") -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Arrays and metadata of a ``.npz`` written by :func:`save_converted` (no pickles are read).
+
+    A ``.npz`` without (valid) metadata reads with empty metadata, for the caller to refuse.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (ValueError, OSError, EOFError) as err:
+        raise WeightFileError(f"{path} is not a valid .npz conversion ({err}). {redo}") from None
+    raw = arrays.pop(NPZ_METADATA_KEY, None)
+    try:
+        metadata = json.loads(str(raw[()])) if raw is not None else {}
+    except (ValueError, TypeError):
+        metadata = {}
+    return arrays, metadata if isinstance(metadata, dict) else {}
 
 
 KIND_DESCRIPTIONS = {
@@ -101,7 +126,7 @@ def checkpoint_kind(obj: object) -> str | None:
     keys = set(map(str, obj.keys()))
     if any(isinstance(v, dict) and {"state", "param_groups"} <= set(v) for v in obj.values()):
         return "optimiser"
-    if all(isinstance(obj.get(part), dict) for part in AEG_PARTS):
+    if all(isinstance(obj.get(part), dict) for part in ("generator", "style_encoder")):  # pasl.aeg_files.AEG_PARTS
         return "aeg"
     if {"E_flame", "E_detail", "D_detail"} & keys:
         return "deca"
@@ -118,42 +143,6 @@ def describe_foreign_checkpoint(obj: object, expected: str) -> str | None:
     """How to name ``obj`` to a user who passed it where a ``expected`` file belongs; ``None`` if it is one."""
     kind = checkpoint_kind(obj)
     return None if kind in (None, expected) else KIND_DESCRIPTIONS[kind]
-
-
-def read_aeg_state(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
-    """The ``generator`` and ``style_encoder`` state dicts of an AEG weight file.
-
-    Accepts an official ``{step}_nets_ema.ckpt``, a ``{step}_nets.ckpt`` (extra
-    discriminator entries are ignored) or our ``.safetensors`` conversion.
-    """
-    path = require_file(path, "AEG checkpoint", AEG_SOURCE)
-    if path.suffix == ".safetensors":
-        flat, metadata = read_safetensors(path)
-        if metadata.get("format") != SAFETENSORS_FORMAT:
-            raise WeightFileError(
-                f"{path} is a .safetensors file but not a PASL AEG conversion (format={metadata.get('format')!r}); "
-                f"make one with: python -m pasl convert-weights SRC.ckpt DST.safetensors"
-            )
-        states: dict[str, dict[str, torch.Tensor]] = {part: {} for part in AEG_PARTS}
-        for key, tensor in flat.items():
-            part, _, name = key.partition(".")
-            if part in states:
-                states[part][name] = tensor
-        return states
-
-    obj = load_pickle_weights(path)
-    kind = describe_foreign_checkpoint(obj, "aeg")
-    if kind:
-        raise WeightFileError(f"{path} looks like {kind}, not an AEG checkpoint ({{step}}_nets_ema.ckpt).")
-    if checkpoint_kind(obj) == "aeg":
-        ignored = sorted(set(map(str, obj)) - set(AEG_PARTS))
-        if ignored:
-            log.info("%s: ignoring entries %s (training-only networks)", path.name, ", ".join(ignored))
-        return {part: obj[part] for part in AEG_PARTS}
-    found = sorted(map(str, obj))[:8] if isinstance(obj, dict) else type(obj).__name__
-    raise WeightFileError(
-        f"{path} is not an AEG checkpoint: expected a dict with 'generator' and 'style_encoder' entries, found {found}."
-    )
 
 
 def _preview(names: list[str], limit: int = 4) -> str:
@@ -186,30 +175,82 @@ def strict_load(module: nn.Module, state: dict[str, torch.Tensor], path: str | P
     module.load_state_dict(state, strict=True)
 
 
-def convert_aeg_to_safetensors(src: str | Path, dst: str | Path) -> dict[str, str]:
-    """Convert an AEG checkpoint to ``.safetensors``; return the metadata written.
+def check_destination(dst: str | Path, suffixes: tuple[str, ...] = (".safetensors",)) -> Path:
+    """``dst`` as a Path, or ``ValueError`` when its suffix is not one of ``suffixes``."""
+    dst = Path(dst)
+    if dst.suffix not in suffixes:
+        raise ValueError(f"the destination must end in {' or '.join(suffixes)}, got {dst}")
+    return dst
 
-    The metadata records the source file name and sha256 and the style-encoder variant,
-    so a converted file can always be traced back to the download it came from.
+
+def provenance(
+    *,
+    format: str,
+    sources: Mapping[str, str | Path] | str | Path,
+    format_version: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The metadata of a conversion: what it is and exactly which downloads it came from.
+
+    Keys: ``format``, ``format_version`` (when given), ``{role}_file`` and ``{role}_sha256`` for
+    each ``role -> path`` of ``sources`` (a single path has the role ``source``), then ``extra``,
+    then ``converted_by`` (``"pasl <version>"``).
     """
-    from safetensors.torch import save_file
-
     from . import __version__
-    from .aeg import build_aeg
 
-    src, dst = Path(src), Path(dst)
-    if dst.suffix != ".safetensors":
-        raise ValueError(f"the destination must end in .safetensors, got {dst}")
-    states = read_aeg_state(src)
-    model = build_aeg(states, src)  # validates the file strictly before anything is written
-    flat = {f"{part}.{key}": tensor.contiguous() for part in AEG_PARTS for key, tensor in states[part].items()}
-    metadata = {
-        "format": SAFETENSORS_FORMAT,
-        "variant": "self_att" if model.style_encoder.self_attention else "no_self_att",
-        "source_file": src.name,
-        "source_sha256": sha256_of(src),
-        "converted_by": f"pasl {__version__}",
-    }
+    if not isinstance(sources, Mapping):
+        sources = {"source": sources}
+    metadata = {"format": format}
+    if format_version is not None:
+        metadata["format_version"] = format_version
+    for role, path in sources.items():
+        metadata[f"{role}_file"] = Path(path).name
+        metadata[f"{role}_sha256"] = sha256_of(path)
+    metadata.update({str(k): str(v) for k, v in (extra or {}).items()})
+    metadata["converted_by"] = f"pasl {__version__}"
+    return metadata
+
+
+def save_converted(
+    tensors: Mapping[str, torch.Tensor],
+    dst: str | Path,
+    *,
+    format: str,
+    sources: Mapping[str, str | Path] | str | Path,
+    format_version: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Write ``tensors`` with their :func:`provenance` to ``dst``; return the metadata written.
+
+    The suffix picks the file format: ``.safetensors`` (metadata in its header) or ``.npz``
+    (metadata as JSON in the ``__metadata__`` array; read with ``allow_pickle=False``). The
+    file appears only once complete (a temporary file in the same folder, then ``os.replace``),
+    so an interrupted conversion never leaves a truncated file that looks converted.
+
+    Args:
+        tensors: name -> CPU tensor; written contiguous, dtype and shape unchanged.
+        dst: destination path; its folder is created.
+        format: the ``format`` metadata a reader checks (e.g. ``"pasl-aeg"``).
+        sources: the file converted, or ``role -> file`` when there are several.
+        format_version: optional ``format_version`` metadata.
+        extra: further str -> str metadata (e.g. the architecture variant).
+    """
+    dst = check_destination(dst, CONVERTED_SUFFIXES)
+    metadata = provenance(format=format, sources=sources, format_version=format_version, extra=extra)
+    flat = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
     dst.parent.mkdir(parents=True, exist_ok=True)
-    save_file(flat, str(dst), metadata=metadata)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")  # same folder: os.replace is atomic
+    try:
+        if dst.suffix == ".npz":
+            arrays = {name: tensor.numpy() for name, tensor in flat.items()}
+            with open(tmp, "wb") as handle:  # an open handle keeps np.savez from appending ".npz"
+                np.savez(handle, **{NPZ_METADATA_KEY: np.array(json.dumps(metadata, sort_keys=True))}, **arrays)
+        else:
+            from safetensors.torch import save_file
+
+            save_file(flat, str(tmp), metadata=metadata)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return metadata

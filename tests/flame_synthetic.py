@@ -268,7 +268,7 @@ def head_model_arrays(template_obj: Path, seed: int = 0) -> dict[str, np.ndarray
     """Like :func:`flame_model_arrays` but with the real FLAME template mesh and topology from
     DECA's ``head_template.obj`` (centred at the origin), so renderings look like a head.
     The lower face follows the jaw joint, everything else the head."""
-    from pasl.flame import read_head_template
+    from pasl.flame_files import read_head_template
 
     template = read_head_template(template_obj)
     arrays = flame_model_arrays(seed)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from pasl.aeg import AEG, load_aeg
+from pasl.aeg import AEG
+from pasl.aeg_files import load_aeg
 from synthetic import aeg_inputs, aeg_states
 
 GOLDEN = Path(__file__).parent / "golden" / "aeg_official_fp32.npz"

@@ -12,7 +12,7 @@ import flame_synthetic as fs
 from pasl.csg.codes import FlameCodes
 from pasl.csg.cycle import CycleReport, cycle_check, cycle_loss, refine_codes, render_shape, rotation_angle_deg, vertex_normals
 from pasl.csg.encoder import FlameEncoder
-from pasl.flame import load_flame
+from pasl.flame_files import load_flame
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "shared" / "assets" / "flame" / "head_template.obj"
 

@@ -15,10 +15,8 @@ import torch
 
 from pasl import lbs as L
 from pasl.errors import MissingWeightError, WeightFileError
-from pasl.flame import (
-    BUFFER_NAMES,
-    FLAME,
-    FlameOutput,
+from pasl.flame import BUFFER_NAMES, FLAME, FlameOutput
+from pasl.flame_files import (
     convert_flame,
     load_flame,
     load_head_template,

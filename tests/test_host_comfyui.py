@@ -108,7 +108,7 @@ def _load_rgb(path: Path) -> torch.Tensor:
 
 def expected_face(base: Path) -> np.ndarray:
     """The PNG the workflow must write, computed in this process with ``pasl`` alone (fp32, CPU)."""
-    from pasl.aeg import load_aeg
+    from pasl.aeg_files import load_aeg
 
     model = load_aeg(base / "models" / "pasl" / CHECKPOINT)
     source, depth, landmarks = (_load_rgb(base / "input" / name) for name in INPUTS)

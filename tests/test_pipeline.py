@@ -59,7 +59,7 @@ def driver_codes(models):
 class TestModels:
     def test_every_file_is_found_by_name(self, models, folder):
         assert models.shape_encoder is not None and models.flame is not None
-        from pasl.flame import load_head_template
+        from pasl.flame_files import load_head_template
 
         assert torch.equal(models.faces, load_head_template(folder / "head_template.obj")) and models.missing == ()
 

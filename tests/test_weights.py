@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from pasl.__main__ import main as cli
-from pasl.aeg import load_aeg
+from pasl.aeg_files import load_aeg, read_aeg_state
 from pasl.errors import MissingWeightError, WeightFileError
-from pasl.weights import read_aeg_state, sha256_of
+from pasl.weights import sha256_of
 from synthetic import aeg_inputs, aeg_states, save_official, write_nets_ema
 
 
@@ -196,7 +196,7 @@ class TestConvertCommands:
     def test_convert_flame(self, tmp_path, capsys):
         import flame_synthetic as fs
 
-        from pasl.flame import load_flame
+        from pasl.flame_files import load_flame
 
         model = fs.write_generic_model(tmp_path / "generic_model.pkl")
         embedding = fs.write_landmark_embedding(tmp_path / "landmark_embedding.npy")

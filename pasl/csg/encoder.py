@@ -159,7 +159,7 @@ def read_deca_state(path: str | Path) -> dict[str, torch.Tensor]:
         MissingWeightError: no file at ``path`` (the message says where to get it).
         WeightFileError: corrupt, unsafe or another kind of file.
     """
-    from ..weights import SAFETENSORS_FORMAT as AEG_FORMAT
+    from ..aeg_files import SAFETENSORS_FORMAT as AEG_FORMAT
     from ..weights import describe_foreign_checkpoint, load_pickle_weights, read_safetensors, require_file
 
     path = require_file(path, f"DECA model ({DECA_FILE})", DECA_SOURCE)
@@ -221,27 +221,13 @@ def load_shape_encoder(
 def convert_deca_to_safetensors(src: str | Path, dst: str | Path) -> dict[str, str]:
     """Write ``E_flame`` of a ``deca_model.tar`` to ``.safetensors``; return the metadata.
 
-    The metadata records the source file name and sha256, so the conversion can be
-    traced back to the download it came from. The file is validated (strict load)
-    before anything is written.
+    The metadata (:func:`pasl.weights.save_converted`) records the source file name and
+    sha256, so the conversion can be traced back to the download it came from. The file is
+    validated (strict load) before anything is written.
     """
-    from safetensors.torch import save_file
+    from ..weights import check_destination, save_converted
 
-    from .. import __version__
-    from ..weights import sha256_of
-
-    src, dst = Path(src), Path(dst)
-    if dst.suffix != ".safetensors":
-        raise ValueError(f"the destination must end in .safetensors, got {dst}")
+    src, dst = Path(src), check_destination(dst)
     state = read_deca_state(src)
     build_shape_encoder(state, src)
-    metadata = {
-        "format": SAFETENSORS_FORMAT,
-        "content": "E_flame",
-        "source_file": src.name,
-        "source_sha256": sha256_of(src),
-        "converted_by": f"pasl {__version__}",
-    }
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    save_file({key: tensor.contiguous() for key, tensor in state.items()}, str(dst), metadata=metadata)
-    return metadata
+    return save_converted(state, dst, format=SAFETENSORS_FORMAT, sources=src, extra={"content": "E_flame"})
