@@ -31,8 +31,8 @@ def convert_official_files(folder: Path) -> None:
     Safetensors load faster and can never carry code; the pickles stay where they are.
     """
     try:
-        from pasl.errors import PASLError
         from pasl.aeg_files import convert_aeg_to_safetensors
+        from pasl.errors import PASLError
     except ImportError as err:  # torch not installed yet: nothing to convert with
         print(f"[PASL] conversion skipped ({err})")
         return

@@ -18,4 +18,14 @@ def node_list() -> list:
     from .render import PASLShapeRender
     from .shape import PASLShapeRecompose
 
-    return [PASLLoadModels, PASLFaceAlign, PASLEncodeStyle, PASLShapeRecompose, PASLShapeRender, PASLGenerate, PASLPasteBack, PASLReenact, PASLIdentityScore]
+    return [
+        PASLLoadModels,
+        PASLFaceAlign,
+        PASLEncodeStyle,
+        PASLShapeRecompose,
+        PASLShapeRender,
+        PASLGenerate,
+        PASLPasteBack,
+        PASLReenact,
+        PASLIdentityScore,
+    ]

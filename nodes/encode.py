@@ -30,11 +30,19 @@ class PASLEncodeStyle(io.ComfyNode):
             inputs=[
                 io.Custom("PASL_MODEL").Input("models"),
                 io.Image.Input("source", tooltip="One face, or a batch (one code each)."),
-                io.Custom("PASL_ALIGN").Input("source_align", optional=True,
-                                              tooltip="PASL Face Align of the same source: its landmarks give DECA a tighter crop for the yaw."),
-                io.Combo.Input("crop_landmarks", options=list(CROP_LANDMARKS), default="redetect", optional=True,
-                               tooltip="With source_align: where DECA's crop for the yaw comes from; keep it equal to "
-                               "PASL Shape Recompose's so both read the same yaw."),
+                io.Custom("PASL_ALIGN").Input(
+                    "source_align",
+                    optional=True,
+                    tooltip="PASL Face Align of the same source: its landmarks give DECA a tighter crop for the yaw.",
+                ),
+                io.Combo.Input(
+                    "crop_landmarks",
+                    options=list(CROP_LANDMARKS),
+                    default="redetect",
+                    optional=True,
+                    tooltip="With source_align: where DECA's crop for the yaw comes from; keep it equal to "
+                    "PASL Shape Recompose's so both read the same yaw.",
+                ),
             ],
             outputs=[
                 io.Custom("PASL_STYLE").Output(display_name="style"),
@@ -57,12 +65,17 @@ class PASLEncodeStyle(io.ComfyNode):
         identity, pose = None, "unknown: the yaw needs DECA and FLAME (PASL Load Models)"
         if loaded.shape_encoder is not None and loaded.flame is not None:
             faces = images_to_bchw(source, torch.device("cpu"), torch.float32)
-            aligned = source_align is not None and len(source_align) == source.shape[0] and source.shape[1:3] == (ALIGNED_SIZE, ALIGNED_SIZE)
+            aligned = (
+                source_align is not None and len(source_align) == source.shape[0] and source.shape[1:3] == (ALIGNED_SIZE, ALIGNED_SIZE)
+            )
             with torch.inference_mode():
                 shapes = shape_codes(
-                    loaded.shape_encoder, resize_square(faces, ALIGNED_SIZE),
-                    source_align.landmarks_crop if aligned else None, source_align.has_face if aligned else None,
-                    crop_landmarks=crop_landmarks, detector=crop_detector(source_align) if aligned and crop_landmarks == "redetect" else None,
+                    loaded.shape_encoder,
+                    resize_square(faces, ALIGNED_SIZE),
+                    source_align.landmarks_crop if aligned else None,
+                    source_align.has_face if aligned else None,
+                    crop_landmarks=crop_landmarks,
+                    detector=crop_detector(source_align) if aligned and crop_landmarks == "redetect" else None,
                 )
                 if loaded.pae is not None:
                     identity = encode_identity(loaded, faces, shapes)

@@ -88,7 +88,11 @@ class ManagedModels:
 
 def manage(models: PASLModels, device: torch.device) -> ManagedModels:
     networks = torch.nn.ModuleDict(
-        {k: v for k, v in (("aeg", models.aeg), ("shape_encoder", models.shape_encoder), ("flame", models.flame), ("pae", models.pae)) if v is not None}
+        {
+            k: v
+            for k, v in (("aeg", models.aeg), ("shape_encoder", models.shape_encoder), ("flame", models.flame), ("pae", models.pae))
+            if v is not None
+        }
     )
     return ManagedModels(wrap(networks, device), models)
 

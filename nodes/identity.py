@@ -7,7 +7,6 @@ from comfy_api.v0_0_2 import io
 
 from ..pasl.identity import IdentityScores, score_identity
 from ..pasl.pae import PROTOCOLS
-
 from .host import Progress, chunks, images_to_bchw
 
 FRAMES_PER_STEP = 16

@@ -49,7 +49,9 @@ class PASLLoadModels(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, aeg_checkpoint, deca_model=NO_DECA, flame_model=NO_FLAME, identity_encoders="auto", device="auto", precision="auto"):
+    def validate_inputs(
+        cls, aeg_checkpoint, deca_model=NO_DECA, flame_model=NO_FLAME, identity_encoders="auto", device="auto", precision="auto"
+    ):
         if aeg_checkpoint == NO_AEG or model_path(aeg_checkpoint) is None:
             return f"AEG checkpoint '{aeg_checkpoint}' is not in models/pasl. " + where_to_get("aeg")
         for name, placeholder in ((deca_model, NO_DECA), (flame_model, NO_FLAME)):

@@ -36,8 +36,8 @@ class PASLShapeRender(io.ComfyNode):
         depth, landmarks = [], []
         for part in chunks(shape.batch_size, FRAMES_PER_STEP):
             with torch.inference_mode():
-                d, l = render_conditioning(loaded.flame, loaded.faces, shape[part], flatten=flatten)
-            depth.append(to_comfy_image(d))
-            landmarks.append(to_comfy_image(l))
+                depth_part, landmark_part = render_conditioning(loaded.flame, loaded.faces, shape[part], flatten=flatten)
+            depth.append(to_comfy_image(depth_part))
+            landmarks.append(to_comfy_image(landmark_part))
             progress.step(part.stop - part.start)
         return io.NodeOutput(torch.cat(depth), torch.cat(landmarks))

@@ -17,7 +17,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -48,7 +48,7 @@ def _load_official(path: Path):
     kept = [line for line in source.splitlines() if not line.startswith(("from fastai", "from core.", "from munch", "import torchvision"))]
     spec = importlib.util.spec_from_loader("official_model_lm_talking", loader=None)
     module = importlib.util.module_from_spec(spec)
-    exec(compile("\n".join(kept), str(path), "exec"), module.__dict__)  # noqa: S102
+    exec(compile("\n".join(kept), str(path), "exec"), module.__dict__)
     return module
 
 
@@ -108,7 +108,9 @@ def _flame_for_bench(folders: list[str]):
     model, embedding = _flame_files(None, None, searched)
     template_path = (find("head_template", searched) or [None])[0]
     if template_path is None:
-        raise SystemExit("the render benchmark needs head_template.obj (https://github.com/yfeng95/DECA/tree/master/data); pass --weights-dir")
+        raise SystemExit(
+            "the render benchmark needs head_template.obj (https://github.com/yfeng95/DECA/tree/master/data); pass --weights-dir"
+        )
     template = read_head_template(template_path)
     faces = torch.as_tensor(np.asarray(template.faces), dtype=torch.long)
     if model is not None and (embedding is not None or model.suffix != ".pkl"):
@@ -122,8 +124,12 @@ def _flame_for_bench(folders: list[str]):
     weights = np.zeros((n, 5), np.float32)
     weights[:, 1] = 1
     arrays = {
-        "v_template": v - v.mean(0), "shapedirs": np.zeros((n, 3, 150), np.float32), "posedirs": np.zeros((36, n * 3), np.float32),
-        "J_regressor": np.full((5, n), 1.0 / n, np.float32), "lbs_weights": weights, "faces": faces.numpy(),
+        "v_template": v - v.mean(0),
+        "shapedirs": np.zeros((n, 3, 150), np.float32),
+        "posedirs": np.zeros((36, n * 3), np.float32),
+        "J_regressor": np.full((5, n), 1.0 / n, np.float32),
+        "lbs_weights": weights,
+        "faces": faces.numpy(),
         "parents": np.array([-1, 0, 1, 1, 1]),
         **lmk,
     }
@@ -181,12 +187,19 @@ def _crop_pass_row(detector, frames: list[torch.Tensor], repeat: int) -> dict:
         start = time.perf_counter()
         _, found = detect_crop_landmarks(detector, crops)
         samples.append((time.perf_counter() - start) * 1000.0 / len(frames))
-    return {"stage": "crop landmarks (DECA pass)", "backend": detector.name, "frames": len(frames), "size": "256x256",
-            "ms_per_frame": statistics.median(samples), "faces_found": int(found.sum())}
+    return {
+        "stage": "crop landmarks (DECA pass)",
+        "backend": detector.name,
+        "frames": len(frames),
+        "size": "256x256",
+        "ms_per_frame": statistics.median(samples),
+        "faces_found": int(found.sum()),
+    }
 
 
-def align_rows(frames: Any, backends: tuple[str, ...] = ("dlib-hog", "dlib", "fan"), repeat: int = 1,
-               weights_dir=None, **options) -> list[dict]:
+def align_rows(
+    frames: Any, backends: tuple[str, ...] = ("dlib-hog", "dlib", "fan"), repeat: int = 1, weights_dir=None, **options
+) -> list[dict]:
     """Milliseconds per frame of detection + landmarks per backend, and of the crop warp.
 
     Args:
@@ -202,7 +215,16 @@ def align_rows(frames: Any, backends: tuple[str, ...] = ("dlib-hog", "dlib", "fa
         each backend also has a ``"crop landmarks (DECA pass)"`` row (its second pass on the
         aligned crops); the warp rows have stage ``"crop"`` and backend ``"torch"`` / ``"cv2"``.
     """
-    from .align import WARPS, BackendUnavailableError, alignment_transform, crop_frames, letterbox_transform, make_detector, read_video, to_frames
+    from .align import (
+        WARPS,
+        BackendUnavailableError,
+        alignment_transform,
+        crop_frames,
+        letterbox_transform,
+        make_detector,
+        read_video,
+        to_frames,
+    )
     from .imageops import to_uint8_hwc
 
     if isinstance(frames, (str, Path)):
@@ -227,11 +249,23 @@ def align_rows(frames: Any, backends: tuple[str, ...] = ("dlib-hog", "dlib", "fa
             samples.append((time.perf_counter() - start) * 1000.0 / len(images))
             found = sum(1 for faces in results if faces)
             found_faces = found_faces or [faces[0] for faces in results if faces]
-        rows.append({"stage": "detect+landmarks", "backend": name, "frames": len(images), "size": size,
-                     "ms_per_frame": statistics.median(samples), "load_s": load_s, "faces_found": found})
+        rows.append(
+            {
+                "stage": "detect+landmarks",
+                "backend": name,
+                "frames": len(images),
+                "size": size,
+                "ms_per_frame": statistics.median(samples),
+                "load_s": load_s,
+                "faces_found": found,
+            }
+        )
         rows.append(_crop_pass_row(detector, frame_list, repeat))
-    matrices = alignment_transform(torch.stack([f.landmarks for f in found_faces[:1]] * len(images))) if found_faces \
+    matrices = (
+        alignment_transform(torch.stack([f.landmarks for f in found_faces[:1]] * len(images)))
+        if found_faces
         else torch.stack([letterbox_transform(*images[0].shape[:2])] * len(images))
+    )
     for warp in WARPS:
         try:
             samples = []
@@ -262,8 +296,10 @@ def _result(name: str, args: argparse.Namespace, device: torch.device, rows: lis
 
 
 def print_table(result: dict) -> None:
-    print(f"# {result['benchmark']} on {result['device']} ({result['device_name']}), {result['dtype']}, torch {result['torch']}, "
-          f"{result['threads']} threads, median of {result['repeat']}")
+    print(
+        f"# {result['benchmark']} on {result['device']} ({result['device_name']}), {result['dtype']}, torch {result['torch']}, "
+        f"{result['threads']} threads, median of {result['repeat']}"
+    )
     columns = list(dict.fromkeys(key for row in result["rows"] for key in row))
     print(" | ".join(f"{c:>22}" for c in columns))
     for row in result["rows"]:

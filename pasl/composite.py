@@ -25,7 +25,6 @@ import math
 import torch
 
 from .geometry import (
-    ALIGNED_SIZE,
     check_affine,
     resize_transform,
     sample_bilinear,
@@ -86,7 +85,9 @@ def _check_images(name: str, x, channels: int | None = 3) -> None:
         raise TypeError(f"{name} must be floating point in [0, 1], got dtype {x.dtype}")
 
 
-def _footprints(frame_from_crop: torch.Tensor, crop_hw: tuple[int, int], frame_hw: tuple[int, int]) -> list[tuple[int, int, int, int] | None]:
+def _footprints(
+    frame_from_crop: torch.Tensor, crop_hw: tuple[int, int], frame_hw: tuple[int, int]
+) -> list[tuple[int, int, int, int] | None]:
     """Per image, the frame box ``(x0, y0, x1, y1)`` (exclusive ends) outside which the
     warped crop is exactly zero, or None when it misses the frame or the affine is unusable.
 
@@ -201,7 +202,8 @@ def match_colors(generated: torch.Tensor, target: torch.Tensor, mask: torch.Tens
     _check_images("mask", mask, channels=1)
     if target.shape != generated.shape or mask.shape != generated.shape[:1] + (1,) + generated.shape[2:]:
         raise ValueError(
-            f"generated, target and mask must share batch and size: got {tuple(generated.shape)}, {tuple(target.shape)}, {tuple(mask.shape)}"
+            f"generated, target and mask must share batch and size: got {tuple(generated.shape)}, {tuple(target.shape)}, "
+            f"{tuple(mask.shape)}"
         )
     if not 0 <= strength <= 1:
         raise ValueError(f"strength must be in [0, 1], got {strength}")
@@ -352,7 +354,8 @@ def paste_back(
     dropped = [n for n in range(batch) if flags[n] and not active[n]]
     if dropped:
         log.warning(
-            "paste_back: frames %s are flagged as faces but their affine/landmarks are unusable or the crop misses the frame; passed through",
+            "paste_back: frames %s are flagged as faces but their affine/landmarks are unusable or the crop misses the "
+            "frame; passed through",
             dropped,
         )
 

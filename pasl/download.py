@@ -75,7 +75,9 @@ def download(what: str, folder: str | Path, base_url: str | None = None) -> list
     ``base_url`` defaults to :func:`default_base_url`.
     """
     if what not in DOWNLOADS:
-        raise ValueError(f"can only download {sorted(DOWNLOADS)}; PASL, DECA and FLAME weights must be fetched by hand (see weights/README.md)")
+        raise ValueError(
+            f"can only download {sorted(DOWNLOADS)}; PASL, DECA and FLAME weights must be fetched by hand (see weights/README.md)"
+        )
     base_url = default_base_url() if base_url is None else base_url
     sub, names = DOWNLOADS[what]
     paths = []

@@ -281,7 +281,8 @@ def warp_affine(
     """
     if not torch.is_tensor(src) or not src.is_floating_point() or src.ndim != 4:
         got = f"{tuple(src.shape)} {src.dtype}" if torch.is_tensor(src) else type(src).__name__
-        hint = " (this looks channels-last; use x.movedim(-1, 1))" if torch.is_tensor(src) and src.ndim == 4 and src.shape[-1] in (1, 3, 4) and src.shape[1] > 4 else ""
+        channels_last = torch.is_tensor(src) and src.ndim == 4 and src.shape[-1] in (1, 3, 4) and src.shape[1] > 4
+        hint = " (this looks channels-last; use x.movedim(-1, 1))" if channels_last else ""
         raise ValueError(f"src must be a floating-point (B, C, H, W) tensor, got {got}{hint}")
     check_affine("dst_from_src", dst_from_src, allow_2x3=True)
     batch = src.shape[0]

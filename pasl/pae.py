@@ -288,7 +288,8 @@ def load_pae(
     missing = [k for k in PAIR_KINDS if k not in files]
     if missing:
         wanted = ", ".join(f"POE/{k}/Backbone_IR_50_Epoch_{OFFICIAL_EPOCHS[k]}.pth" for k in missing)
-        raise MissingWeightError(f"PAE identity networks missing: {wanted} (searched {', '.join(map(str, searched))}). {where_to_get('pae')}")
+        searched_text = ", ".join(map(str, searched))
+        raise MissingWeightError(f"PAE identity networks missing: {wanted} (searched {searched_text}). {where_to_get('pae')}")
     return PoseAdaptedEncoders({k: load_ir50(files[k], device) for k in PAIR_KINDS}, {k: k for k in PAIR_KINDS})
 
 

@@ -210,7 +210,8 @@ class RunSummary:
             text = f"{self.frames} frames reenacted"
         else:
             shown = ", ".join(map(str, self.faceless[:20])) + (" ..." if len(self.faceless) > 20 else "")
-            text = f"{self.frames - len(self.faceless)} of {self.frames} frames reenacted; no face in frames {shown} (passed through unchanged)"
+            done = self.frames - len(self.faceless)
+            text = f"{done} of {self.frames} frames reenacted; no face in frames {shown} (passed through unchanged)"
         if self.csim:
             text += f"; identity (PAE-CSIM to the source) mean {sum(self.csim) / len(self.csim):.4f}, min {min(self.csim):.4f}"
         return text
@@ -235,8 +236,9 @@ class Reenactor:
 
     def encode_source(self, image: Any) -> SourceFace:
         """Align (or resize) the source image, then its style code and FLAME codes."""
-        alignment = align_faces(image, select=self.options.select, mode=self.options.source_alignment, detector=self.detector,
-                                warp=self.options.warp)
+        alignment = align_faces(
+            image, select=self.options.select, mode=self.options.source_alignment, detector=self.detector, warp=self.options.warp
+        )
         if len(alignment) != 1:
             raise ValueError(f"give one source image, got {len(alignment)}")
         if not bool(alignment.has_face[0]) and self.options.source_alignment == "resize":
@@ -250,13 +252,15 @@ class Reenactor:
         return SourceFace(crop=crop, style=style, shape=shape, alignment=alignment, identity=identity)
 
     def _shape_codes(self, crops: torch.Tensor, landmarks_crop: torch.Tensor, has_face: torch.Tensor) -> ShapeCodes:
-        return shape_codes(self.models.shape_encoder, crops, landmarks_crop, has_face,
-                           crop_landmarks=self.options.crop_landmarks, detector=self.detector)
+        return shape_codes(
+            self.models.shape_encoder, crops, landmarks_crop, has_face, crop_landmarks=self.options.crop_landmarks, detector=self.detector
+        )
 
     def _align(self, frames: list[torch.Tensor], smoother: TemporalSmoother | None) -> FaceAlignment:
         o = self.options
-        return align_faces(frames, select=o.select, mode=o.driver_alignment, detector=self.detector, smoother=smoother,
-                           require_face=False, warp=o.warp)
+        return align_faces(
+            frames, select=o.select, mode=o.driver_alignment, detector=self.detector, smoother=smoother, require_face=False, warp=o.warp
+        )
 
     def _generate(self, source: SourceFace, driver: ShapeCodes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, CycleReport | None]:
         models, options = self.models, self.options
@@ -276,7 +280,6 @@ class Reenactor:
         report = None
         index = has_face.nonzero().flatten()
         if index.numel():
-            models = self.models
             with torch.inference_mode():  # refine_codes switches gradients back on for itself
                 driver = self._shape_codes(alignment.crops[index], alignment.landmarks_crop[index], has_face[index])
                 generated, maps_depth, maps_landmarks, report = self._generate(source, driver)
@@ -300,8 +303,16 @@ class Reenactor:
         o = self.options
         with torch.inference_mode():
             return paste_back(
-                batch, faces, alignment.frame_from_crop.cpu(), alignment.landmarks_crop.cpu(), has_face,
-                mask_kind=o.mask_kind, erode=o.erode, blur=o.blur, color_match=o.color_match, forehead=o.forehead,
+                batch,
+                faces,
+                alignment.frame_from_crop.cpu(),
+                alignment.landmarks_crop.cpu(),
+                has_face,
+                mask_kind=o.mask_kind,
+                erode=o.erode,
+                blur=o.blur,
+                color_match=o.color_match,
+                forehead=o.forehead,
             )
 
     def reenact_stream(

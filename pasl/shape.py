@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from .csg.codes import FlameCodes, recompose
-from .csg.cycle import CycleReport, cycle_check, refine_codes
 from .csg.crop import deca_crop, deca_crop_transform
+from .csg.cycle import CycleReport, cycle_check, refine_codes
 from .geometry import ALIGNED_SIZE, NUM_LANDMARKS
 from .imageops import to_uint8
 from .pae import head_yaw_degrees

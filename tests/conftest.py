@@ -10,8 +10,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the synthetic-file helpers
 
-from shared_assets import require  # noqa: E402
-from synthetic import write_nets_ema  # noqa: E402
+from shared_assets import require
+from synthetic import write_nets_ema
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -107,7 +107,7 @@ class Py2Pickle:
             raw = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
             self.out.write(pickle.LONG1 + bytes([len(raw)]) + raw)
 
-    def _emit(self, obj: Any) -> None:  # noqa: C901 - a flat dispatch
+    def _emit(self, obj: Any) -> None:
         w = self.out.write
         if obj is None:
             w(pickle.NONE)

@@ -4,7 +4,8 @@ The hosts are the ComfyUI trees that ``.ci/build_host PYTHON`` unpacks (git-igno
 ``_host/ComfyUI`` and 0.3.52 into ``_host/ComfyUI-0.3.52`` (older than the 0.3.64 the pack declares; a
 tree's ``_site/`` folder, holding packages only that version needs, goes on its server's PYTHONPATH).
 Nothing is written into a tree: the server runs with a temporary ``--base-directory`` that holds
-``custom_nodes/pasl_reenact`` (a symlink to this repository), ``models/``, ``input/``, ``output/``, ``temp/`` and ``user/``, and an in-memory database.
+``custom_nodes/pasl_reenact`` (a symlink to this repository), ``models/``, ``input/``, ``output/``, ``temp/`` and
+``user/``, and an in-memory database.
 
 Environment:
     PASL_COMFYUI_DIR    one ComfyUI tree to test (default: both trees under ``<repo>/_host``).
@@ -210,10 +211,17 @@ class ComfyServer:
 
     def command(self) -> list[str]:
         return [
-            self.python, "main.py", "--cpu",
-            "--listen", "127.0.0.1", "--port", str(self.port),
-            "--base-directory", str(self.base),
-            "--database-url", "sqlite:///:memory:",
+            self.python,
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--base-directory",
+            str(self.base),
+            "--database-url",
+            "sqlite:///:memory:",
             "--disable-auto-launch",
         ]
 
@@ -242,8 +250,13 @@ class ComfyServer:
         started = time.monotonic()
         # own session: stop() signals exactly this process group and nothing else
         self.proc = subprocess.Popen(
-            self.command(), cwd=self.tree, env=env, stdout=self._log_handle, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            self.command(),
+            cwd=self.tree,
+            env=env,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         while time.monotonic() - started < timeout:
             if self.proc.poll() is not None:
@@ -251,9 +264,7 @@ class ComfyServer:
                 self._log_handle = None
                 if "address already in use" in self.log_text().lower():
                     raise _PortTaken()
-                raise RuntimeError(
-                    f"ComfyUI exited with code {self.proc.returncode} while starting; log tail:\n{self.log_tail()}"
-                )
+                raise RuntimeError(f"ComfyUI exited with code {self.proc.returncode} while starting; log tail:\n{self.log_tail()}")
             try:
                 status, body = http_json(self.url + "/object_info", timeout=10)
             except (urllib.error.URLError, ConnectionError, socket.timeout, OSError):
@@ -298,12 +309,16 @@ class ComfyServer:
         """The log lines about this pack failing to load (traceback included), or None when it loaded."""
         lines = self.log_text().splitlines()
         marker = f"custom_nodes/{PACK_NAME}"
-        failed = [i for i, line in enumerate(lines) if marker in line and (
-            "(IMPORT FAILED)" in line or "Cannot import" in line or "comfy_entrypoint" in line or line.startswith("Skip "))]
+        failed = [
+            i
+            for i, line in enumerate(lines)
+            if marker in line
+            and ("(IMPORT FAILED)" in line or "Cannot import" in line or "comfy_entrypoint" in line or line.startswith("Skip "))
+        ]
         if not failed:
             return None
         first = min(failed)
-        return "\n".join(lines[max(0, first - 40):first + 1] + [lines[i] for i in failed if i > first])
+        return "\n".join(lines[max(0, first - 40) : first + 1] + [lines[i] for i in failed if i > first])
 
     def submit(self, prompt: dict, extra_data: dict | None = None) -> tuple[int, dict]:
         """``POST /prompt``; returns ``(http status, body)``."""
@@ -396,11 +411,15 @@ def pack_node_ids(tree: Path | None = None, python: str | None = None, pack: Pat
     tree = tree or comfyui_dir()
     done = subprocess.run(
         [python or comfy_python(), "-c", _LIST_PACK_NODES, str(tree), str(Path(pack).resolve()), PACK_NAME + "_probe"],
-        cwd=tree, capture_output=True, text=True, timeout=300, env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
     )
     for line in done.stdout.splitlines():
         if line.startswith("PACK_NODES="):
-            return json.loads(line[len("PACK_NODES="):])
+            return json.loads(line[len("PACK_NODES=") :])
     raise RuntimeError(f"importing the pack outside the server failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
 
 

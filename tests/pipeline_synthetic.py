@@ -16,10 +16,10 @@ import torch
 
 import flame_synthetic as fs
 from deca_synthetic import deca_checkpoint
-from synthetic import save_official, write_nets_ema
+from pasl.align.crop import PASL_TEMPLATE_256
 from pasl.align.detect import Detector
 from pasl.align.types import Face
-from pasl.align.crop import PASL_TEMPLATE_256
+from synthetic import save_official, write_nets_ema
 
 SHARED_FLAME = Path(__file__).resolve().parents[2] / "shared" / "assets" / "flame"
 HEAD_CAMERA_SCALE = 8.0

@@ -93,7 +93,9 @@ class TestAlignFaces:
         pytest.importorskip("cv2")
         frames = _frames(1)
         detector = ScriptedDetector([[_face(160, 120, 0.45, 0.1)]])
-        diff = (align_faces(frames, detector=detector, warp="torch").crops - align_faces(frames, detector=detector, warp="cv2").crops).abs() * 255
+        diff = (
+            align_faces(frames, detector=detector, warp="torch").crops - align_faces(frames, detector=detector, warp="cv2").crops
+        ).abs() * 255
         assert (diff <= 1.0).float().mean() > 0.99 and diff.max() < 12
 
     def test_faceless_frame_is_letterboxed(self):

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from pasl.align.crop import (
-    ARCFACE_TEMPLATE_96x112,
     PASL_TEMPLATE_256,
+    ARCFACE_TEMPLATE_96x112,
     alignment_transform,
     five_points,
     letterbox_transform,
@@ -144,7 +144,8 @@ class TestAlignmentTransform:
         assert torch.allclose(points[0], torch.tensor(np.asarray(BRIEF_TEMPLATE, np.float32), dtype=torch.float64), atol=1e-4)
 
     def test_batch_equals_single(self):
-        lm = torch.cat([_landmarks_from_template(_similarity(s, a, 50, 60), seed=i) for i, (s, a) in enumerate([(1, 0), (3, 1), (0.5, -2)])])
+        poses = [(1, 0), (3, 1), (0.5, -2)]
+        lm = torch.cat([_landmarks_from_template(_similarity(s, a, 50, 60), seed=i) for i, (s, a) in enumerate(poses)])
         lm = lm + torch.rand_like(lm)
         batched = alignment_transform(lm)
         for i in range(3):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from pasl.align.crop import PASL_TEMPLATE_256, alignment_transform, crop_scale
-from pasl.geometry import invert_affine, transform_points
 from pasl.align.smooth import LANDMARK_SETTINGS, OneEuroFilter, OneEuroSettings, TemporalSmoother
+from pasl.geometry import invert_affine, transform_points
 from shared_assets import require
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -23,7 +23,6 @@ def test_render_bench_runs_on_the_free_topology_files(tmp_path):
 
     flame = Path(__file__).resolve().parents[2] / "shared" / "assets" / "flame"
     if not (flame / "head_template.obj").exists():
-        import pytest
 
         skip_or_fail("../shared/assets/flame is not available")
     out = tmp_path / "render.json"

@@ -136,7 +136,9 @@ class TestWarpToFrame:
         rng = np.random.default_rng(1)
         crop = smooth_image(CROP_SIZE, CROP_SIZE) if kind == "smooth" else rng.random((CROP_SIZE, CROP_SIZE, 3), dtype=np.float32)
         frame_from_crop = similarity(scale, angle, tx, ty)
-        expected = cv2.warpAffine(crop, frame_from_crop[:2], (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        expected = cv2.warpAffine(
+            crop, frame_from_crop[:2], (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        )
         got = warp_to_frame(to_bchw(crop), torch.from_numpy(frame_from_crop)[None].float(), (height, width))
         assert got.shape == (1, 3, height, width)
         np.testing.assert_allclose(to_hwc(got), expected, atol=7e-5, rtol=0)  # 6.2e-5 measured (README says 5.5e-5)
@@ -413,7 +415,10 @@ class TestMatchColors:
         torch.testing.assert_close(masked_ycbcr_mean(out, mask), masked_ycbcr_mean(target, mask), atol=1e-6, rtol=0)
         gen, _, _ = images
         flat_target = torch.full_like(target, 0.5)
-        assert float(masked_ycbcr_std(match_colors(gen, flat_target, mask), mask).min()) >= 0.5 * float(masked_ycbcr_std(gen, mask).min()) - 1e-9
+        assert (
+            float(masked_ycbcr_std(match_colors(gen, flat_target, mask), mask).min())
+            >= 0.5 * float(masked_ycbcr_std(gen, mask).min()) - 1e-9
+        )
 
     def test_empty_mask_is_a_no_op(self, images):
         gen, target, _ = images
@@ -508,9 +513,13 @@ class TestPasteBack:
         for kind in ("landmarks", "crop"):
             lm = face_template(scale=1.6)[None].float()  # the face hull reaches past the crop
             _, mask = paste_back(frame, torch.rand(1, 3, 256, 256), frame_from_crop, lm, mask_kind=kind, erode=0.0, blur=0.05)
-            expected = warp_to_frame(face_mask(lm if kind == "landmarks" else None, kind=kind, erode=0.0, blur=0.05), frame_from_crop, (300, 400))
+            expected = warp_to_frame(
+                face_mask(lm if kind == "landmarks" else None, kind=kind, erode=0.0, blur=0.05), frame_from_crop, (300, 400)
+            )
             torch.testing.assert_close(mask, expected, atol=1e-6, rtol=0)
-            corners = cv2.transform(np.array([[[-1, -1], [256, -1], [256, 256], [-1, 256]]], np.float64), np.linalg.inv(crop_from_frame)[:2])
+            corners = cv2.transform(
+                np.array([[[-1, -1], [256, -1], [256, 256], [-1, 256]]], np.float64), np.linalg.inv(crop_from_frame)[:2]
+            )
             outside = np.ones((300, 400), np.uint8)
             cv2.fillConvexPoly(outside, np.round(corners[0]).astype(np.int32), 0)
             assert float(mask[0, 0][torch.from_numpy(outside.astype(bool))].max()) == 0
@@ -522,7 +531,9 @@ class TestPasteBack:
 
     def test_blend_formula(self):
         frames, faces = torch.rand(2, 3, 80, 120), torch.rand(2, 3, 256, 256)
-        affines = torch.from_numpy(np.stack([np.linalg.inv(crop_from_frame_at((60.0 + 10 * n, 40.0), 3.0, 0.2 * n)) for n in range(2)])).float()
+        affines = torch.from_numpy(
+            np.stack([np.linalg.inv(crop_from_frame_at((60.0 + 10 * n, 40.0), 3.0, 0.2 * n)) for n in range(2)])
+        ).float()
         lm = torch.stack([face_template(), face_template(scale=0.8)]).float()
         out, mask = paste_back(frames, faces, affines, lm)
         expected = mask * warp_to_frame(faces, affines, (80, 120)) + (1 - mask) * frames
@@ -570,7 +581,9 @@ class TestPasteBack:
     def test_chunks_match_single_frames(self):
         n = 18
         frames, faces = torch.rand(n, 3, 60, 70), torch.rand(n, 3, 64, 64)
-        affines = torch.from_numpy(np.stack([np.linalg.inv(crop_from_frame_at((30.0 + k, 35.0), 1.5, 0.03 * k, size=64)) for k in range(n)])).float()
+        affines = torch.from_numpy(
+            np.stack([np.linalg.inv(crop_from_frame_at((30.0 + k, 35.0), 1.5, 0.03 * k, size=64)) for k in range(n)])
+        ).float()
         lm = torch.stack([face_template(center=(32.0, 32.0), scale=0.3 + 0.005 * k) for k in range(n)]).float()
         out, mask = paste_back(frames, faces, affines, lm, color_match=0.5)
         for k in (0, 15, 16, 17):
@@ -617,16 +630,28 @@ class TestPasteBack:
 
     def test_rejects_comfyui_mask_layout(self):
         with pytest.raises(ValueError, match=r"\(1, 64, 64\).*unsqueeze"):
-            paste_back(torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 256, 256), torch.eye(3)[None], mask=torch.zeros(1, 64, 64), mask_kind="crop")
+            paste_back(
+                torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 256, 256), torch.eye(3)[None], mask=torch.zeros(1, 64, 64), mask_kind="crop"
+            )
 
     def test_rejects_crop_sized_mask_in_frame_space(self):
         with pytest.raises(ValueError, match=r'mask_space="frame".*\(1, 1, 256, 256\)'):
-            paste_back(torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 256, 256), torch.eye(3)[None], mask=torch.zeros(1, 1, 256, 256), mask_kind="crop")
+            paste_back(
+                torch.zeros(1, 3, 64, 64),
+                torch.zeros(1, 3, 256, 256),
+                torch.eye(3)[None],
+                mask=torch.zeros(1, 1, 256, 256),
+                mask_kind="crop",
+            )
 
     def test_rejects_bad_has_face(self):
         with pytest.raises(ValueError, match=r"has_face.*\(2,\)"):
             paste_back(
-                torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 256, 256), torch.eye(3)[None], has_face=torch.ones(2, dtype=torch.bool), mask_kind="crop"
+                torch.zeros(1, 3, 64, 64),
+                torch.zeros(1, 3, 256, 256),
+                torch.eye(3)[None],
+                has_face=torch.ones(2, dtype=torch.bool),
+                mask_kind="crop",
             )
 
     def test_rejects_color_match_out_of_range(self):

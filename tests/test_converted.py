@@ -66,7 +66,7 @@ class TestSaveConverted:
         save_converted({"w": torch.ones(2)}, dst, format="old", sources=sources[0])
         before = dst.read_bytes()
         shared = torch.zeros(4)
-        with pytest.raises(Exception):  # safetensors refuses tensors that share memory
+        with pytest.raises(RuntimeError):  # safetensors refuses tensors that share memory
             save_converted({"a": shared, "b": shared}, dst, format="new", sources=sources[0])
         assert dst.read_bytes() == before
         assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.bin", "w.safetensors"]
@@ -93,7 +93,6 @@ class TestLayoutOfEarlierConversions:
 
     def test_deca(self, tmp_path):
         from deca_synthetic import write_deca_model
-
         from pasl.csg import convert_deca_to_safetensors
 
         src = write_deca_model(tmp_path / "deca_model.tar")
@@ -101,7 +100,6 @@ class TestLayoutOfEarlierConversions:
 
     def test_flame_and_an_old_npz_still_loads(self, tmp_path):
         import flame_synthetic as fs
-
         from pasl.flame import BUFFER_NAMES
         from pasl.flame_files import convert_flame, load_flame, read_flame_arrays
 

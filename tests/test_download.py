@@ -25,7 +25,7 @@ def _no_base_url_from_the_caller(monkeypatch):
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - no request log on stderr (the CLI's stderr is tested)
+    def log_message(self, format, *args):
         pass
 
 

@@ -20,10 +20,21 @@ def test_defined_and_documented_in_errors(name):
 
 def test_no_other_module_defines_an_error():
     found = []
-    for module_name in ["pasl.align.types", "pasl.align.detect", "pasl.video", "pasl.download", "pasl.weights", "pasl.pipeline", "pasl.files"]:
+    for module_name in [
+        "pasl.align.types",
+        "pasl.align.detect",
+        "pasl.video",
+        "pasl.download",
+        "pasl.weights",
+        "pasl.pipeline",
+        "pasl.files",
+    ]:
         module = importlib.import_module(module_name)
-        found += [f"{module_name}.{n}" for n, obj in vars(module).items()
-                  if inspect.isclass(obj) and issubclass(obj, Exception) and obj.__module__ == module_name]
+        found += [
+            f"{module_name}.{n}"
+            for n, obj in vars(module).items()
+            if inspect.isclass(obj) and issubclass(obj, Exception) and obj.__module__ == module_name
+        ]
     assert found == []
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+import flame_synthetic as fs
 from pasl import lbs as L
 from pasl.errors import MissingWeightError, WeightFileError
 from pasl.flame import BUFFER_NAMES, FLAME, FlameOutput
@@ -23,8 +24,6 @@ from pasl.flame_files import (
     read_flame_arrays,
     read_head_template,
 )
-
-import flame_synthetic as fs
 from shared_assets import needs
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "flame_official.npz"

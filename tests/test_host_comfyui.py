@@ -18,9 +18,9 @@ from PIL import Image
 from host_harness import PACK_NAME, REPO, ComfyServer, RunResult, comfyui_dirs, load_json, pack_node_ids, require_host, ui_to_api
 from pae_synthetic import link_pae_files
 from pipeline_synthetic import weights_folder
+from shared_assets import skip_or_fail
 from synthetic import aeg_inputs
 from workflow_inputs import UPSCALER, write_face_inputs, write_upscaler
-from shared_assets import skip_or_fail
 
 pytestmark = pytest.mark.host
 

@@ -236,9 +236,16 @@ class TestOfficialPaths:
     def test_presets_and_their_overrides(self):
         demo = ReenactOptions.preset("official-demo")
         assert (demo.mode, demo.source_alignment, demo.driver_alignment, demo.select) == ("reference", "resize", "align", "score")
-        assert (demo.crop_landmarks, demo.warp, demo.output_rounding, demo.paste_back, demo.flatten) == ("redetect", "cv2", "truncate", False, False)
+        chosen = (demo.crop_landmarks, demo.warp, demo.output_rounding, demo.paste_back, demo.flatten)
+        assert chosen == ("redetect", "cv2", "truncate", False, False)
         test = ReenactOptions.preset("official-test", batch_size=16)
-        assert (test.mode, test.driver_alignment, test.flatten, test.output_rounding, test.batch_size) == ("recompose", "resize", True, "round", 16)
+        assert (test.mode, test.driver_alignment, test.flatten, test.output_rounding, test.batch_size) == (
+            "recompose",
+            "resize",
+            True,
+            "round",
+            16,
+        )
         assert ReenactOptions.preset("paper") == ReenactOptions()
         with pytest.raises(ValueError, match="unknown preset 'demo'"):
             ReenactOptions.preset("demo")

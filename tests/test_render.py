@@ -31,8 +31,8 @@ from pasl.render import (
     orthographic_project,
     render_depth,
 )
-from test_raster import HEAD_TEMPLATE, load_obj_mesh
 from shared_assets import needs
+from test_raster import HEAD_TEMPLATE, load_obj_mesh
 
 GOLDEN = Path(__file__).parent / "golden" / "render_official.npz"
 

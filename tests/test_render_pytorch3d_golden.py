@@ -82,7 +82,9 @@ def sha256(t: torch.Tensor) -> np.ndarray:
 def rebuilt_head(golden, template, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     verts64, _ = template
     deca, raster = head_inputs(verts64, golden["head_centre"], golden["head_rot"][k], golden["head_cam"][k])
-    if not (np.array_equal(sha256(raster), golden[f"head{k}_raster_sha256"]) and np.array_equal(sha256(deca), golden[f"head{k}_deca_sha256"])):
+    if not (
+        np.array_equal(sha256(raster), golden[f"head{k}_raster_sha256"]) and np.array_equal(sha256(deca), golden[f"head{k}_deca_sha256"])
+    ):
         pytest.fail(f"head {k}: rebuilt vertices differ from the ones pytorch3d saw (different head_template.obj?)")
     return deca, raster
 

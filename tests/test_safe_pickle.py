@@ -11,9 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from pasl import safe_pickle
-from pasl.errors import WeightFileError
-
 from flame_synthetic import (
     Global,
     Instance,
@@ -24,6 +21,8 @@ from flame_synthetic import (
     csc_arrays,
     scipy_csc,
 )
+from pasl import safe_pickle
+from pasl.errors import WeightFileError
 from shared_assets import needs
 
 SHARED_FLAME = Path(__file__).resolve().parents[2] / "shared" / "assets" / "flame"

@@ -128,12 +128,16 @@ class TestBadFiles:
             load_aeg(path)
 
     def test_deca_file_is_recognised(self, tmp_path):
-        path = save_official({"E_flame": {"layers.0.weight": torch.zeros(2, 2)}, "E_detail": {}, "D_detail": {}}, tmp_path / "deca_model.tar")
+        path = save_official(
+            {"E_flame": {"layers.0.weight": torch.zeros(2, 2)}, "E_detail": {}, "D_detail": {}}, tmp_path / "deca_model.tar"
+        )
         with pytest.raises(WeightFileError, match="looks like a DECA/CSG file"):
             load_aeg(path)
 
     def test_ir50_file_is_recognised(self, tmp_path):
-        path = save_official({"input_layer.0.weight": torch.zeros(1), "body.0.res_layer.1.weight": torch.zeros(1)}, tmp_path / "Backbone_IR_50_Epoch_80.pth")
+        path = save_official(
+            {"input_layer.0.weight": torch.zeros(1), "body.0.res_layer.1.weight": torch.zeros(1)}, tmp_path / "Backbone_IR_50_Epoch_80.pth"
+        )
         with pytest.raises(WeightFileError, match="IR-50"):
             load_aeg(path)
 
@@ -148,7 +152,9 @@ class TestBadFiles:
         del states["generator"]["to_rgb_lm.2.weight"]
         states["generator"]["extra.weight"] = torch.zeros(1)
         path = save_official(states, tmp_path / "x_nets_ema.ckpt")
-        with pytest.raises(WeightFileError, match=r"'generator'.*1 missing keys \(to_rgb_lm.2.weight\); 1 unexpected keys \(extra.weight\)"):
+        with pytest.raises(
+            WeightFileError, match=r"'generator'.*1 missing keys \(to_rgb_lm.2.weight\); 1 unexpected keys \(extra.weight\)"
+        ):
             load_aeg(path)
 
     def test_shape_mismatch_is_summarised(self, tmp_path):
@@ -182,7 +188,6 @@ def test_plain_variant_round_trip_through_a_new_file(tmp_path):
 class TestConvertCommands:
     def test_deca_file_is_converted_by_convert_weights(self, tmp_path, capsys):
         from deca_synthetic import write_deca_model
-
         from pasl.csg import load_shape_encoder
 
         src = write_deca_model(tmp_path / "deca_model.tar")
@@ -195,7 +200,6 @@ class TestConvertCommands:
 
     def test_convert_flame(self, tmp_path, capsys):
         import flame_synthetic as fs
-
         from pasl.flame_files import load_flame
 
         model = fs.write_generic_model(tmp_path / "generic_model.pkl")

@@ -120,7 +120,9 @@ def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
             if isinstance(value, list):
                 link_id = len(links) + 1
                 origin, slot = str(value[0]), value[1]
-                links.append([link_id, int(origin), slot, int(node_id), len(inputs), object_info[api[origin]["class_type"]]["output"][slot]])
+                links.append(
+                    [link_id, int(origin), slot, int(node_id), len(inputs), object_info[api[origin]["class_type"]]["output"][slot]]
+                )
                 outputs.setdefault((origin, slot), []).append(link_id)
                 entry["link"] = link_id
             inputs.append(entry)
@@ -129,21 +131,53 @@ def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
             values.append("image")  # the upload button's stored value
         row = rows.get(depth[node_id], 0)
         rows[depth[node_id]] = row + 1
-        nodes.append({
-            "id": int(node_id), "type": spec["class_type"], "pos": [40 + COLUMN_WIDTH * depth[node_id], 140 + ROW_HEIGHT * row],
-            "size": [320, 60 + 26 * (len(inputs) + 1)], "flags": {}, "order": len(nodes), "mode": 0, "inputs": inputs,
-            "outputs": [{"name": name, "type": kind, "links": None} for name, kind in zip(info["output_name"], info["output"])],
-            "title": spec["_meta"]["title"], "properties": {"Node name for S&R": spec["class_type"]}, "widgets_values": values,
-        })
+        nodes.append(
+            {
+                "id": int(node_id),
+                "type": spec["class_type"],
+                "pos": [40 + COLUMN_WIDTH * depth[node_id], 140 + ROW_HEIGHT * row],
+                "size": [320, 60 + 26 * (len(inputs) + 1)],
+                "flags": {},
+                "order": len(nodes),
+                "mode": 0,
+                "inputs": inputs,
+                "outputs": [{"name": name, "type": kind, "links": None} for name, kind in zip(info["output_name"], info["output"])],
+                "title": spec["_meta"]["title"],
+                "properties": {"Node name for S&R": spec["class_type"]},
+                "widgets_values": values,
+            }
+        )
     for node in nodes:
         for slot, output in enumerate(node["outputs"]):
             output["links"] = outputs.get((str(node["id"]), slot))
     note_id = max(int(k) for k in api) + 1
-    nodes.append({"id": note_id, "type": "Note", "pos": [40, -60], "size": [700, 170], "flags": {}, "order": len(nodes),
-                  "mode": 0, "inputs": [], "outputs": [], "title": "About this workflow", "properties": {}, "widgets_values": [note]})
+    nodes.append(
+        {
+            "id": note_id,
+            "type": "Note",
+            "pos": [40, -60],
+            "size": [700, 170],
+            "flags": {},
+            "order": len(nodes),
+            "mode": 0,
+            "inputs": [],
+            "outputs": [],
+            "title": "About this workflow",
+            "properties": {},
+            "widgets_values": [note],
+        }
+    )
     return {
-        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, note)), "revision": 0, "last_node_id": note_id, "last_link_id": len(links),
-        "nodes": nodes, "links": links, "groups": [], "config": {}, "extra": {"ds": {"scale": 0.75, "offset": [0, 0]}}, "version": 0.4,
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, note)),
+        "revision": 0,
+        "last_node_id": note_id,
+        "last_link_id": len(links),
+        "nodes": nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {"ds": {"scale": 0.75, "offset": [0, 0]}},
+        "version": 0.4,
     }
 
 

@@ -132,7 +132,9 @@ def similarity_parameters(crop_from_frame: torch.Tensor) -> torch.Tensor:
     a, b = crop_from_frame[..., 0, 0], crop_from_frame[..., 1, 0]
     log_s = 0.5 * torch.log(a * a + b * b)
     theta = torch.atan2(b, a)
-    centre = torch.full((*crop_from_frame.shape[:-2], 2), (ALIGNED_SIZE - 1) / 2.0, dtype=crop_from_frame.dtype, device=crop_from_frame.device)
+    centre = torch.full(
+        (*crop_from_frame.shape[:-2], 2), (ALIGNED_SIZE - 1) / 2.0, dtype=crop_from_frame.dtype, device=crop_from_frame.device
+    )
     frame_from_crop = invert_affine(crop_from_frame)
     c = (frame_from_crop[..., :2, :2] @ centre[..., None])[..., 0] + frame_from_crop[..., :2, 2]
     return torch.stack([log_s, theta, c[..., 0], c[..., 1]], dim=-1)
@@ -159,4 +161,3 @@ def crop_scale(crop_from_frame: torch.Tensor) -> torch.Tensor:
     linear = crop_from_frame[..., :2, :2]
     det = linear[..., 0, 0] * linear[..., 1, 1] - linear[..., 0, 1] * linear[..., 1, 0]
     return det.abs().sqrt()
-

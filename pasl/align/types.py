@@ -14,8 +14,6 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from ..geometry import NUM_LANDMARKS  # iBUG-68: 0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes, 48-67 mouth
-
 
 @dataclass(frozen=True)
 class Face:

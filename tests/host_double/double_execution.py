@@ -60,7 +60,7 @@ def load_custom_node(pack_dir: str | os.PathLike, module_name: str) -> dict[str,
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
-    entrypoint = getattr(module, "comfy_entrypoint")
+    entrypoint = module.comfy_entrypoint
     extension = asyncio.run(entrypoint()) if inspect.iscoroutinefunction(entrypoint) else entrypoint()
     if not isinstance(extension, ComfyExtension):
         raise TypeError(f"comfy_entrypoint in {pack_dir} did not return a ComfyExtension")

@@ -21,7 +21,7 @@ import types
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 NAME = "aeg_official_fp32"
 STRIDE = 97
@@ -75,7 +75,8 @@ def main() -> int:
         {
             "weights": "tests/synthetic.py aeg_states(seed, self_attention): sa seed 0 self_att=True, nosa seed 3 self_att=False",
             "inputs": "tests/synthetic.py aeg_inputs(seed + 10, batch): sa seed 10 batch 2, nosa seed 13 batch 1",
-            "networks": "Generator(256, 128, w_hpf=1), StyleEncoder(256, 128, 2, self_att); load_state_dict strict; eval; no_grad; fp32 CPU",
+            "networks": "Generator(256, 128, w_hpf=1), StyleEncoder(256, 128, 2, self_att); load_state_dict strict; eval; "
+                        "no_grad; fp32 CPU",
             "stored": f"style; image.flatten()[::{STRIDE}]; image.double().mean((2, 3))",
         },
         stubs,

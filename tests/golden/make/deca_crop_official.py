@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 NAME = "deca_crop_official"
 CASES = {
@@ -91,7 +91,8 @@ def main() -> int:
         {
             "cases": {k: [v[0], v[1], v[2]] for k, v in CASES.items()},
             "frames": "tests/deca_synthetic.py frame_image(seed, low=low), written as PNG (skimage imsave), read by TestData",
-            "landmarks": "tests/deca_synthetic.py face_landmarks(seed, centre, size, integer) as float64, returned by a fake get_landmarks inside the official detectors.FAN.run",
+            "landmarks": "tests/deca_synthetic.py face_landmarks(seed, centre, size, integer) as float64, returned by a fake "
+                         "get_landmarks inside the official detectors.FAN.run",
             "testdata": "TestData(detector, [png], iscrop=True, crop_size=224, scale=1.25, face_detector='fan')[0]",
             "rows": ROWS,
         },

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 NAME = "deca_encoder_official"
 NUM_DICT = {"shape": 100, "tex": 50, "exp": 50, "pose": 6, "cam": 3, "light": 27}  # DECA cfg.model param_list order
@@ -71,7 +71,8 @@ def main() -> int:
         NAME,
         [_common.official_entry(args.official_repo, args.official, args.official_commit, OFFICIAL_FILES)],
         {
-            "weights": "tests/deca_synthetic.py deca_checkpoint(seed=0)['E_flame'] via decalib util.copy_state_dict; eval; no_grad; fp32 CPU",
+            "weights": "tests/deca_synthetic.py deca_checkpoint(seed=0)['E_flame'] via decalib util.copy_state_dict; eval; "
+                       "no_grad; fp32 CPU",
             "images": "tests/deca_synthetic.py crop_images(seed=1, batch=2); item1_alone = images[1:2]",
             "decompose": "DECA.decompose_code order shape 100, tex 50, exp 50, pose 6, cam 3, light 27 -> (B, 9, 3)",
         },

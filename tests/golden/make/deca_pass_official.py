@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 NAME = "deca_pass_official"
 OFFICIAL_FILES = ["decalib/datasets/detectors.py", "decalib/datasets/datasets.py", "face_alignment/api.py",
@@ -45,12 +45,11 @@ def main() -> int:
     args = p.parse_args()
     _common.repo_paths()
 
+    import _fan_setup
     import cv2
     import numpy as np
     import torch
     from skimage.io import imsave
-
-    import _fan_setup
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,12 +94,15 @@ def main() -> int:
             "weights": "tests/fan_synthetic.py write_fan_files (S3FD seed 11, 2D-FAN-4 seed 12) via a temporary TORCH_HOME",
             "face_alignment": str(package_parent),
             "image": "cv2.resize(tests/fan_synthetic.py golden_image(), (256, 256), INTER_LINEAR), PNG",
-            "call": "detectors.FAN with model = FaceAlignment(_2D, flip_input=False, device='cpu'); TestData(fan, [png], iscrop=True, crop_size=224, scale=1.25)[0]",
+            "call": "detectors.FAN with model = FaceAlignment(_2D, flip_input=False, device='cpu'); TestData(fan, [png], "
+                    "iscrop=True, crop_size=224, scale=1.25)[0]",
             "stored": "landmarks = get_landmarks(...)[0]; tform; image.double().sum((1, 2)); crop256 integer sum",
         },
-        stubs=["detectors.FAN.__init__ bypassed to pass device='cpu' (same FaceAlignment otherwise)",
-               "S3FD boxes converted to float64 before get_landmarks uses them (NumPy 1.x promotion; under NumPy 2 "
-               "face_alignment 1.1.1's crop() fails assigning a numpy.float32 into a torch tensor)"],
+        stubs=[
+            "detectors.FAN.__init__ bypassed to pass device='cpu' (same FaceAlignment otherwise)",
+            "S3FD boxes converted to float64 before get_landmarks uses them (NumPy 1.x promotion; under NumPy 2 "
+            "face_alignment 1.1.1's crop() fails assigning a numpy.float32 into a torch tensor)",
+        ],
         modules=("cv2", "skimage"),
     )
     return _common.finish(NAME, args, arrays, record)

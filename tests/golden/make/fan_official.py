@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 NAME = "fan_official"
 OFFICIAL_FILES = ["face_alignment/api.py", "face_alignment/utils.py", "face_alignment/models.py",
@@ -47,10 +47,9 @@ def main() -> int:
     args = p.parse_args()
     _common.repo_paths()
 
+    import _fan_setup
     import numpy as np
     import torch
-
-    import _fan_setup
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -99,10 +98,12 @@ def main() -> int:
         NAME,
         [_common.official_entry(args.official_repo, args.official, args.official_commit, OFFICIAL_FILES)],
         {
-            "weights": "tests/fan_synthetic.py write_fan_files (S3FD seed 11, 2D-FAN-4 seed 12), loaded by face_alignment's load_url from a temporary TORCH_HOME",
+            "weights": "tests/fan_synthetic.py write_fan_files (S3FD seed 11, 2D-FAN-4 seed 12), loaded by face_alignment's "
+                       "load_url from a temporary TORCH_HOME",
             "face_alignment": str(package_parent),
             "image": "tests/fan_synthetic.py golden_image() (144 x 176, seed 5)",
-            "call": "FaceAlignment(LandmarksType._2D, flip_input=True, device='cpu'); boxes = face_detector.detect_from_image(image[..., ::-1]) as float64; get_landmarks(image, detected_faces=boxes)",
+            "call": "FaceAlignment(LandmarksType._2D, flip_input=True, device='cpu'); boxes = "
+                    "face_detector.detect_from_image(image[..., ::-1]) as float64; get_landmarks(image, detected_faces=boxes)",
             "heatmaps": f"input of get_preds_fromhm for face 0 (FAN + flipped FAN), channels {channels}",
             "s3fd": "raw S3FD outputs (forward hook), before softmax",
         },

@@ -35,7 +35,7 @@ import types
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 NAME = "flame_official"
 FULL_ROWS = [0, 7]
@@ -45,7 +45,7 @@ DEFAULT_REAL_EMBEDDING = _common.REPO_ROOT.parent / "shared" / "assets" / "flame
 
 def install_chumpy_stub() -> list[str]:
     try:
-        import chumpy  # noqa: F401
+        import chumpy
 
         return []
     except Exception:

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 NAME = "pae_official"
 SEEDS = (10, 13)
@@ -98,10 +98,12 @@ def main() -> int:
         NAME,
         [_common.official_entry(args.official_repo, args.official, args.official_commit, [args.irse_path, "mean_pae_csim.py"])],
         {
-            "weights": "tests/pae_synthetic.py ir50_state(seed), seeds 10 (FF) and 13 (SS); load_state_dict strict; eval; no_grad; fp32 CPU",
+            "weights": "tests/pae_synthetic.py ir50_state(seed), seeds 10 (FF) and 13 (SS); load_state_dict strict; eval; "
+                       "no_grad; fp32 CPU",
             "raw": "numpy RandomState(3).uniform(-1, 1, (2, 3, 112, 112)) float32",
             "faces": "tests/pae_synthetic.py face_like_images(7, 4)",
-            "recipe": "torchvision save_image per face -> cv2.imread -> cv2.resize (112, 112) -> ToTensor -> F.interpolate bilinear 112 -> IR_50",
+            "recipe": "torchvision save_image per face -> cv2.imread -> cv2.resize (112, 112) -> ToTensor -> F.interpolate "
+                      "bilinear 112 -> IR_50",
             "embedding": "batch of 4" if args.batched else "one face at a time",
             "csim": "nn.CosineSimilarity(dim=1, eps=1e-6)(embed[:2], embed[2:])",
         },

@@ -41,7 +41,7 @@ import types
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 NAME = "render_official"
 INPUT_KEYS = ["proj_points", "proj_cam", "crop_tform", "lm_points", "depth_batch_verts", "depth_single_verts",
@@ -67,15 +67,22 @@ def install_kornia_stub() -> list[str]:
     for fn in ("warp_perspective", "get_perspective_transform", "warp_affine"):
         setattr(mods[names[-1]], fn, unavailable)
     sys.modules.update(mods)
-    return ["kornia.geometry.transform.imgwarp: stub module (warp_perspective, get_perspective_transform, warp_affine imported by tensor_cropper.py, unused here)"]
+    return [
+        "kornia.geometry.transform.imgwarp: stub module (warp_perspective, get_perspective_transform, warp_affine imported "
+        "by tensor_cropper.py, unused here)"
+    ]
 
 
 def main() -> int:
     p = _common.parser(NAME, __doc__, "checkout of AvLab-CV/PASL (its decalib/) or yfeng95/DECA")
     p.add_argument("--official-repo", default="AvLab-CV/PASL", help="name recorded in the provenance")
     p.add_argument("--inputs", type=Path, default=_common.GOLDEN_DIR / f"{NAME}.npz", help="npz holding the input arrays")
-    p.add_argument("--inverse", choices=["float64", "float32"], default="float64",
-                   help="precision of inverse(tform) (see the module docstring; default float64)")
+    p.add_argument(
+        "--inverse",
+        choices=["float64", "float32"],
+        default="float64",
+        help="precision of inverse(tform) (see the module docstring; default float64)",
+    )
     args = p.parse_args()
     _common.repo_paths()
 
@@ -112,8 +119,9 @@ def main() -> int:
 
     # landmark drawing
     arrays["lm_points"] = inp["lm_points"]
-    vis = util.tensor_vis_landmarks(np.zeros((inp["lm_points"].shape[0], 3, 256, 256), np.float32),
-                                    torch.from_numpy(inp["lm_points"].copy()))
+    vis = util.tensor_vis_landmarks(
+        np.zeros((inp["lm_points"].shape[0], 3, 256, 256), np.float32), torch.from_numpy(inp["lm_points"].copy())
+    )
     vis = vis.numpy()
     assert set(np.unique(vis)) <= {0.0, 1.0} and (vis[:, 0] == vis[:, 1]).all() and (vis[:, 0] == vis[:, 2]).all()
     arrays["lm_images_bits"] = np.packbits(vis[:, 0].astype(np.uint8), axis=-1)
@@ -154,13 +162,17 @@ def main() -> int:
         {
             "input_arrays": INPUT_KEYS,
             "inputs_from": str(args.inputs),
-            "note": "the seeded generator of the input arrays was not kept; they are read from the stored file and every output is recomputed",
+            "note": "the seeded generator of the input arrays was not kept; they are read from the stored file and every "
+                    "output is recomputed",
             "crop": f"transform_points(x, inverse(tform).transpose(1, 2), [224, 224], [256, 256]); inverse in {args.inverse}",
             "landmarks": "tensor_vis_landmarks(zeros (B, 3, 256, 256) float32, lm_points) channel 0, packbits along x",
             "depth": "SRenderY.render_depth, Pytorch3dRasterizer(6), recorder for Meshes/rasterize_meshes returning the stored fragments",
         },
-        stubs + ["pytorch3d Meshes/rasterize_meshes: recorder returning fixed fragments (renderer module globals)",
-                 "SRenderY.__init__ bypassed (faces buffer and rasterizer set directly)"],
+        stubs
+        + [
+            "pytorch3d Meshes/rasterize_meshes: recorder returning fixed fragments (renderer module globals)",
+            "SRenderY.__init__ bypassed (faces buffer and rasterizer set directly)",
+        ],
         modules=("cv2", "kornia"),
     )
     return _common.finish(NAME, args, arrays, record)

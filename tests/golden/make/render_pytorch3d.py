@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 NAME = "render_pytorch3d"
 INPUT_KEYS = ["head_centre", "head_pose_deg", "head_rot", "head_cam", "head_size", "rand_verts", "rand_faces",
@@ -119,7 +119,9 @@ def main() -> int:
     arrays["rand_zbuf_covered"] = zbuf[..., 0][p2f[..., 0] >= 0].numpy()
     arrays["rand_cull_pix_to_face"] = raster(rand_verts, rand_faces, (48, 64), cull_backfaces=True)[0][..., 0].numpy().astype(np.int16)
     arrays["near_plane_verts"] = inp["near_plane_verts"]
-    arrays["near_plane_pix_to_face"] = raster(torch.from_numpy(inp["near_plane_verts"]), rand_faces, (48, 64))[0][..., 0].numpy().astype(np.int16)
+    arrays["near_plane_pix_to_face"] = (
+        raster(torch.from_numpy(inp["near_plane_verts"]), rand_faces, (48, 64))[0][..., 0].numpy().astype(np.int16)
+    )
     arrays["grid_verts"], arrays["grid_faces"] = inp["grid_verts"], inp["grid_faces"]
     grid = raster(torch.from_numpy(inp["grid_verts"]), torch.from_numpy(inp["grid_faces"].astype(np.int64))[None], 64)
     arrays["grid_pix_to_face"] = grid[0][0, ..., 0].numpy().astype(np.int16)
@@ -128,8 +130,10 @@ def main() -> int:
 
     record = _common.provenance(
         NAME,
-        [_common.official_entry(args.official_repo, args.official, args.official_commit, OFFICIAL_FILES),
-         {"repo": "facebookresearch/pytorch3d", "commit": args.pytorch3d_commit, "version": pytorch3d.__version__}],
+        [
+            _common.official_entry(args.official_repo, args.official, args.official_commit, OFFICIAL_FILES),
+            {"repo": "facebookresearch/pytorch3d", "commit": args.pytorch3d_commit, "version": pytorch3d.__version__},
+        ],
         {
             "input_arrays": INPUT_KEYS,
             "inputs_from": str(args.inputs),

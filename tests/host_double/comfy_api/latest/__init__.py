@@ -10,7 +10,7 @@ from . import _io as io
 class ComfyExtension(ABC):
     """What a V3 pack's ``async comfy_entrypoint()`` returns (0.3.75 never awaits ``on_load``)."""
 
-    async def on_load(self) -> None:
+    async def on_load(self) -> None:  # noqa: B027 - an optional hook, empty on purpose
         """Called when an extension is loaded (unused by the 0.3.75 loader)."""
 
     @abstractmethod
