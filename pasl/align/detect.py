@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from ..errors import BackendUnavailableError, MissingWeightError
-from .types import NUM_LANDMARKS, Face
+from ..geometry import NUM_LANDMARKS
+from .types import Face
 
 log = logging.getLogger(__name__)
 
