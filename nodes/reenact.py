@@ -7,6 +7,7 @@ from comfy_api.v0_0_2 import io
 
 from ..pasl.align import BACKENDS
 from ..pasl.csg.codes import RECOMPOSE_MODES
+from ..pasl.geometry import ALIGNED_SIZE
 from ..pasl.pipeline import ReenactOptions, Reenactor, RunSummary, frames_to_chunks
 from .host import Progress, detector, images_to_bchw, to_comfy_image
 
@@ -61,5 +62,5 @@ class PASLReenact(io.ComfyNode):
         for chunk in reenactor.reenact_stream(face, frames_to_chunks(frames, FRAMES_PER_STEP), summary=summary, progress=progress.to):
             faces.append(to_comfy_image(chunk.faces))
             images.append(to_comfy_image(chunk.frames) if paste_back else faces[-1])
-            masks.append(chunk.masks[:, 0] if paste_back else torch.ones(chunk.faces.shape[0], 256, 256))
+            masks.append(chunk.masks[:, 0] if paste_back else torch.ones(chunk.faces.shape[0], ALIGNED_SIZE, ALIGNED_SIZE))
         return io.NodeOutput(torch.cat(images), torch.cat(faces), torch.cat(masks), summary.text())

@@ -12,8 +12,8 @@ class PASLError(Exception):
 
 
 class MissingWeightError(PASLError, FileNotFoundError):
-    """A weight file is not where it was looked for (raised by the loaders in ``pasl.weights``,
-    ``pasl.aeg``, ``pasl.flame``, ``pasl.pae``, ``pasl.csg`` and the dlib / FAN detectors)."""
+    """A weight file is not where it was looked for (raised by ``pasl.models`` and the loaders in
+    ``pasl.weights``, ``pasl.aeg_files``, ``pasl.flame_files``, ``pasl.pae``, ``pasl.csg`` and the dlib / FAN detectors)."""
 
 
 class WeightFileError(PASLError, ValueError):

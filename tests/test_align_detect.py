@@ -2,7 +2,7 @@
 
 Skips when ``../shared`` or dlib (``pip install dlib-bin face-recognition-models``) is absent.
 Counts are checked against the manifest's ``faces_visual`` (counted by eye), allowing the
-misses and false boxes that ``offline-face-detectors.md`` measured for each detector.
+misses and false boxes measured for each detector on these photos.
 """
 
 from __future__ import annotations

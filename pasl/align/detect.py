@@ -9,7 +9,7 @@ first. Backends:
   of the weight folders (nothing is downloaded). Torch only; runs on any device.
 * ``"dlib"``: dlib's CNN (MMOD) detector + the 68-point shape predictor, from the PyPI
   packages ``dlib-bin`` and ``face-recognition-models`` (weights inside the package).
-  Best recall on large poses of the offline options measured (``offline-face-detectors.md``),
+  Best recall on large poses of the offline detectors we measured on real photos,
   about 1.2-1.4 s per 640x360 frame on 2 CPU cores.
 * ``"dlib-hog"``: dlib's HOG frontal detector + the same predictor: ~20x faster, misses
   faces beyond ~45 degrees of yaw.
