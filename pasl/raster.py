@@ -22,10 +22,11 @@ viewer. For an ``H x W`` image with ``H == W`` the centre of output column ``j``
 For non-square images the shorter side spans [-1, 1] and the longer side is scaled by
 the aspect ratio (pytorch3d's ``PixToNonSquareNdc``). Every floating-point formula
 (pixel centres, edge functions, the ``+1e-8`` added to the area) follows pytorch3d's
-kernels operation by operation, so on the CPU the results should equal its CPU
-kernel's bit for bit (ties follow the same rule). That is verified against a plain
-numpy transcription of the kernel (``tests/test_raster.py``); pytorch3d itself could
-not be installed where this was written. CUDA results may differ in the last bits
+kernels operation by operation, so on the CPU the results equal its CPU kernel's bit
+for bit (ties follow the same rule): checked against a plain numpy transcription of
+the kernel (``tests/test_raster.py``) and against real pytorch3d 0.7.9, built from
+source, whose outputs ``tests/golden/render_pytorch3d.npz`` keeps
+(``tests/test_render_pytorch3d_golden.py``). CUDA results may differ in the last bits
 (FMA contraction), which can flip pixels whose centre lies on an edge.
 
 The fast path enumerates, for every face, the pixel centres inside its bounding box
