@@ -59,14 +59,56 @@ def _auto_device(name: str):
     return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
 
 
+OPTION_FLAGS = {
+    "mode": "--mode", "paste_back": "--paste-back", "smoothing": "--smoothing", "flatten": "--flatten", "select": "--select",
+    "source_alignment": "--source-is-crop", "driver_alignment": "--driver-is-crop", "crop_landmarks": "--crop-landmarks",
+    "warp": "--warp", "output_rounding": "--rounding", "lock_scale": "--lock-scale", "color_match": "--color-match",
+    "cycle_check": "--cycle-check", "refine_steps": "--refine-steps", "identity_score": "--identity-score",
+    "batch_size": "--batch-size",
+}
+"""The ``reenact`` flag that sets each :class:`pasl.pipeline.ReenactOptions` field (for messages)."""
+
+
+def _options(args: argparse.Namespace):
+    """The run's :class:`pasl.pipeline.ReenactOptions`: the preset, with what the user set explicitly on top."""
+    from .pipeline import ReenactOptions
+
+    chosen = {  # what the user set explicitly wins over the preset
+        "mode": args.mode, "paste_back": args.paste_back, "smoothing": args.smoothing, "flatten": args.flatten,
+        "select": None if args.select is None else (int(args.select) if args.select.lstrip("-").isdigit() else args.select),
+        "source_alignment": "resize" if args.source_is_crop else None,
+        "driver_alignment": "resize" if args.driver_is_crop else None,
+        "crop_landmarks": args.crop_landmarks, "warp": args.warp, "output_rounding": args.rounding,
+    }
+    try:
+        return ReenactOptions.preset(
+            args.preset,
+            **{k: v for k, v in chosen.items() if v is not None},
+            lock_scale=args.lock_scale,
+            color_match=args.color_match,
+            cycle_check=args.cycle_check,
+            refine_steps=args.refine_steps,
+            identity_score=args.identity_score,
+            batch_size=args.batch_size,
+        )
+    except ValueError as err:  # the library names its fields; the command line names its flags
+        text = str(err)
+        for field, flag in OPTION_FLAGS.items():
+            text = text.replace(f"ReenactOptions.{field}", flag)
+        raise ValueError(text) from None
+
+
 def _reenact(args: argparse.Namespace) -> None:
     import torch
 
     from .align import make_detector
     from .files import reenact_files
     from .models import load_models
-    from .pipeline import ReenactOptions, Reenactor
+    from .pipeline import Reenactor
 
+    options = _options(args)  # a bad option is reported before anything is loaded
+    if args.chunk_size < 1:
+        raise ValueError(f"--chunk-size must be a whole number >= 1, got {args.chunk_size}")
     device = _auto_device(args.device)
     precisions = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     dtype = precisions[args.precision] if args.precision != "auto" else (torch.float16 if device.type == "cuda" else torch.float32)
@@ -75,23 +117,6 @@ def _reenact(args: argparse.Namespace) -> None:
         models.require_identity()
     official = args.preset.startswith("official")
     detector = make_detector(args.backend or ("fan" if official else "auto"), args.weights_dir)
-    chosen = {  # what the user set explicitly wins over the preset
-        "mode": args.mode, "paste_back": args.paste_back, "smoothing": args.smoothing, "flatten": args.flatten,
-        "select": None if args.select is None else (int(args.select) if args.select.isdigit() else args.select),
-        "source_alignment": "resize" if args.source_is_crop else None,
-        "driver_alignment": "resize" if args.driver_is_crop else None,
-        "crop_landmarks": args.crop_landmarks, "warp": args.warp, "output_rounding": args.rounding,
-    }
-    options = ReenactOptions.preset(
-        args.preset,
-        **{k: v for k, v in chosen.items() if v is not None},
-        lock_scale=args.lock_scale,
-        color_match=args.color_match,
-        cycle_check=args.cycle_check,
-        refine_steps=args.refine_steps,
-        identity_score=args.identity_score,
-        batch_size=args.batch_size,
-    )
 
     def progress(done: int, total: int) -> None:
         print(f"\rframes {done}/{total or '?'}", end="", file=sys.stderr, flush=True)

@@ -98,6 +98,23 @@ class TestCommandLine:
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("error: no AEG checkpoint found") and "drive.google.com" in err
 
+    @pytest.mark.parametrize(
+        "flags,message",
+        [
+            (["--batch-size", "0"], "error: --batch-size must be a whole number >= 1, got 0"),
+            (["--color-match", "2"], "error: --color-match must be a number in [0, 1], got 2.0"),
+            (["--smoothing", "-1"], "error: --smoothing must be a number in [0, 10], got -1.0"),
+            (["--refine-steps", "-2"], "error: --refine-steps must be a whole number >= 0, got -2"),
+            (["--chunk-size", "0"], "error: --chunk-size must be a whole number >= 1, got 0"),
+        ],
+    )
+    def test_a_bad_option_is_named_by_its_flag_before_anything_loads(self, tmp_path, capsys, flags, message):
+        """Checked before the weights: the folder here is empty, yet the option is what is reported."""
+        source = write_image(tmp_path / "s.png", 64, 64)
+        code = cli(["reenact", "--source", str(source), "--driving", str(source), "--out", str(tmp_path / "o.png"),
+                    "--weights-dir", str(tmp_path), *flags])
+        assert code == 2 and capsys.readouterr().err == message + "\n"
+
     def test_identity_score_without_encoders_is_one_line(self, folder, tmp_path, capsys):
         source = write_image(tmp_path / "s.png", 64, 64)
         code = cli(["reenact", "--source", str(source), "--driving", str(source), "--out", str(tmp_path / "o.png"),
