@@ -102,11 +102,12 @@ def _reenact(args: argparse.Namespace) -> None:
     import torch
 
     from .align import make_detector
-    from .files import reenact_files
+    from .files import check_paths, reenact_files
     from .models import load_models
     from .pipeline import Reenactor
 
-    options = _options(args)  # a bad option is reported before anything is loaded
+    options = _options(args)  # a bad option or path is reported before anything is loaded
+    check_paths(args.source, args.driving, args.out)
     if args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be a whole number >= 1, got {args.chunk_size}")
     device = _auto_device(args.device)

@@ -42,6 +42,31 @@ def _save_image(chunk: ReenactedChunk, path: Path, rounding: str) -> None:
     Image.fromarray(_output_images(chunk, rounding)[0]).save(path)
 
 
+def check_paths(source: str | Path, driving: str | Path, out: str | Path) -> None:
+    """Fail at once, before any model loads, when the inputs or the output cannot work.
+
+    Checks that ``source`` is a file, ``driving`` a file or a folder, and that ``out`` is what
+    the driver calls for: a video file for a video, a folder (not an existing file) for a
+    folder, an image file with a known extension for an image. Messages use the flags' names.
+    """
+    source, driving, out = Path(source), Path(driving), Path(out)
+    if not source.is_file():
+        raise FileNotFoundError(f"--source {source}: no such file")
+    if not driving.exists():
+        raise FileNotFoundError(f"--driving {driving}: no such file or folder")
+    if driving.is_dir():
+        if out.is_file():
+            raise ValueError(f"the driving input is a folder, so --out must be a folder too, but {out} is a file")
+    elif is_video(driving):
+        if not is_video(out):
+            raise ValueError(f"the driving input is a video, so --out must be a video file too (.mp4), got {out}")
+    elif out.is_dir() or out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(f"the driving input is an image, so --out must be an image file ({', '.join(IMAGE_SUFFIXES)}), got {out}")
+    blocked = next((p for p in (out, *out.parents) if p.exists()), None)
+    if blocked is not None and blocked != out and not blocked.is_dir():
+        raise ValueError(f"--out {out}: {blocked} is a file, not a folder")
+
+
 def reenact_files(
     reenactor: Reenactor,
     source: str | Path,

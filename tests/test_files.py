@@ -115,6 +115,28 @@ class TestCommandLine:
                     "--weights-dir", str(tmp_path), *flags])
         assert code == 2 and capsys.readouterr().err == message + "\n"
 
+    def test_bad_paths_are_reported_before_anything_loads(self, tmp_path, capsys):
+        source = write_image(tmp_path / "s.png", 64, 64)
+        (tmp_path / "frames").mkdir()
+        (tmp_path / "a_file").write_text("x")
+        cases = [
+            (["--source", str(tmp_path / "typo.png"), "--driving", str(source), "--out", str(tmp_path / "o.png")],
+             f"error: --source {tmp_path / 'typo.png'}: no such file"),
+            (["--source", str(source), "--driving", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "o.mp4")],
+             f"error: --driving {tmp_path / 'missing.mp4'}: no such file or folder"),
+            (["--source", str(source), "--driving", str(source), "--out", str(tmp_path / "frames")],
+             "error: the driving input is an image, so --out must be an image file"),
+            (["--source", str(source), "--driving", str(source), "--out", str(tmp_path / "o.xyz")],
+             "error: the driving input is an image, so --out must be an image file"),
+            (["--source", str(source), "--driving", str(source), "--out", str(tmp_path / "a_file" / "o.png")],
+             f"error: --out {tmp_path / 'a_file' / 'o.png'}: {tmp_path / 'a_file'} is a file, not a folder"),
+            (["--source", str(source), "--driving", str(tmp_path / "frames"), "--out", str(tmp_path / "a_file")],
+             "error: the driving input is a folder, so --out must be a folder too"),
+        ]
+        for flags, message in cases:
+            assert cli(["reenact", "--weights-dir", str(tmp_path), *flags]) == 2
+            assert capsys.readouterr().err.startswith(message)
+
     def test_identity_score_without_encoders_is_one_line(self, folder, tmp_path, capsys):
         source = write_image(tmp_path / "s.png", 64, 64)
         code = cli(["reenact", "--source", str(source), "--driving", str(source), "--out", str(tmp_path / "o.png"),
