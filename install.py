@@ -14,21 +14,15 @@ from pathlib import Path
 PACK = Path(__file__).resolve().parent
 sys.path.insert(0, str(PACK))
 
-from pasl.catalog import CATALOG, find  # noqa: E402  (stdlib only: safe before torch exists)
-
-
-def model_folder() -> Path:
-    """``ComfyUI/models/pasl`` when installed under ``ComfyUI/custom_nodes``, else the pack's ``weights/``."""
-    comfy_root = PACK.parent.parent
-    if PACK.parent.name == "custom_nodes" and (comfy_root / "models").is_dir():
-        return comfy_root / "models" / "pasl"
-    return PACK / "weights"
+from pasl.catalog import CATALOG, find, model_folder, search_folders  # noqa: E402  (stdlib only: safe before torch exists)
 
 
 def convert_official_files(folder: Path) -> None:
     """Write a .safetensors twin of every official pickle found (once; skipped when it exists).
 
-    Safetensors load faster and can never carry code; the pickles stay where they are.
+    Safetensors load faster and can never carry code; the pickles stay where they are. Model discovery
+    uses a twin in place of its pickle once the twin's metadata matches the pickle's sha256
+    (:func:`pasl.catalog.prefer_twins`), so the pickle may be deleted to save disk space.
     """
     try:
         from pasl.aeg_files import convert_aeg_to_safetensors
@@ -66,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[PASL] model folder: {folder}")
     if "--no-convert" not in argv:
         convert_official_files(folder)
+    searched = search_folders()  # the folders `python -m pasl doctor` and the nodes search, in their order
+    print(f"[PASL] searched: {', '.join(map(str, searched))}")
     for item in CATALOG:
-        found = find(item.key, [folder, PACK / "weights"])
+        found = find(item.key, searched)
         if found:
             print(f"[PASL] found {item.purpose}: {', '.join(p.name for p in found)}")
         elif item.required:

@@ -103,13 +103,14 @@ def _reenact(args: argparse.Namespace) -> None:
 
     from .align import make_detector
     from .files import check_paths, reenact_files
-    from .models import load_models
+    from .models import check_weights, load_models
     from .pipeline import Reenactor
 
     options = _options(args)  # a bad option or path is reported before anything is loaded
     check_paths(args.source, args.driving, args.out)
     if args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be a whole number >= 1, got {args.chunk_size}")
+    check_weights(args.weights_dir, args.aeg, "auto" if args.identity_score else None)  # every missing file, in a second
     device = _auto_device(args.device)
     precisions = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     dtype = precisions[args.precision] if args.precision != "auto" else (torch.float16 if device.type == "cuda" else torch.float32)
@@ -133,8 +134,16 @@ def _download(args: argparse.Namespace) -> dict:
     return {"downloaded": [str(p) for p in download(args.what, args.to)]}
 
 
+def program_name(argv0: str | None = None) -> str:
+    """``pasl`` when run as the installed console script, else ``python -m pasl``: help shows what the user typed."""
+    from pathlib import Path
+
+    name = Path(sys.argv[0] if argv0 is None else argv0).name.lower()
+    return "pasl" if name in ("pasl", "pasl.exe", "pasl-script.py") else "python -m pasl"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pasl", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=program_name(), description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is loaded")
     commands = parser.add_subparsers(dest="command", required=True)
 

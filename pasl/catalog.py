@@ -7,14 +7,30 @@ advice a user gets is the same everywhere.
 from __future__ import annotations
 
 import fnmatch
+import functools
+import hashlib
+import json
+import logging
 import os
-from dataclasses import dataclass
+import struct
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-PACK_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+log = logging.getLogger(__name__)
+
+PACKAGE = Path(os.path.abspath(__file__)).parent
+"""This package's folder, symlinks kept: a pack symlinked into ``ComfyUI/custom_nodes`` is still found there."""
+PACK_WEIGHTS = PACKAGE.parent / "weights"
+"""The ``weights/`` folder of a source checkout (searched only when the package is not installed)."""
 WEIGHT_FOLDERS = "ComfyUI/models/pasl/ (inside ComfyUI) or the pack's weights/ folder"
 ENV_WEIGHTS = "PASL_WEIGHTS"
 """Extra weight folders, ``os.pathsep``-separated."""
+MODEL_FOLDER = "pasl"
+"""The folder name under ``ComfyUI/models`` and the key in ComfyUI's ``extra_model_paths.yaml``."""
+INSTALLED_MARKERS = ("site-packages", "dist-packages")
+"""A package under one of these folders was installed by pip: its parent is no pack, so no ``weights/`` is searched there."""
 
 
 @dataclass(frozen=True)
@@ -104,12 +120,144 @@ def where_to_get(key: str) -> str:
     return f"Put it in {WEIGHT_FOLDERS}; get it from {item.source} (licence: {item.licence})."
 
 
-def search_folders(extra: list[str | Path] | None = None) -> list[Path]:
-    """Folders searched outside ComfyUI: ``extra``, then ``$PASL_WEIGHTS``, then the pack's ``weights/``."""
+def comfyui_root(package: Path | None = None) -> Path | None:
+    """``ComfyUI/`` when ``package`` (default: this one) lives in ``ComfyUI/custom_nodes/<pack>/``, else ``None``.
+
+    The CLI run from inside a ComfyUI install must find the files ComfyUI (and ``install.py``) use.
+    """
+    pack = (package or PACKAGE).parent
+    return pack.parent.parent if pack.parent.name == "custom_nodes" else None
+
+
+def is_installed(package: Path | None = None) -> bool:
+    """``package`` (default: this one) was installed by pip (it lives in a ``site-packages`` folder)."""
+    return any(part in INSTALLED_MARKERS for part in (package or PACKAGE).parts)
+
+
+def user_weights_folder(platform: str | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """The per-user data folder an installed package keeps its weights in (never inside site-packages).
+
+    ``%LOCALAPPDATA%\\pasl\\weights`` on Windows, ``~/Library/Application Support/pasl/weights`` on macOS,
+    else ``$XDG_DATA_HOME/pasl/weights`` or ``~/.local/share/pasl/weights``.
+    """
+    platform = sys.platform if platform is None else platform
+    env = os.environ if env is None else env
+    if platform.startswith("win"):
+        base = env.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "pasl" / "weights"
+    if platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "pasl" / "weights"
+    xdg = env.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share"  # the XDG spec ignores relative values
+    return base / "pasl" / "weights"
+
+
+def _yaml_sections(text: str) -> dict[str, dict[str, str]]:
+    """The two-level ``section: {key: value}`` mapping of ``extra_model_paths.yaml``.
+
+    PyYAML when installed; else a small parser for exactly what that file holds (top-level sections,
+    ``key: value`` lines, ``key: |`` blocks), so finding weights never needs an extra dependency.
+    """
+    try:
+        import yaml
+    except ImportError:
+        yaml = None
+    if yaml is not None:
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise ValueError("the top level is not a mapping")
+        return {str(k): {str(a): str(b) for a, b in v.items() if b is not None} for k, v in data.items() if isinstance(v, dict)}
+    sections: dict[str, dict[str, str]] = {}
+    section: dict[str, str] | None = None
+    block: str | None = None
+    for raw in text.splitlines():
+        line = raw.split(" #")[0].rstrip() if not raw.lstrip().startswith("#") else ""
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        if indent == 0:
+            if not line.endswith(":"):
+                raise ValueError(f"unexpected line {raw.strip()!r}")
+            section, block = sections.setdefault(line[:-1].strip().strip("'\""), {}), None
+        elif section is None:
+            raise ValueError(f"unexpected line {raw.strip()!r}")
+        elif block is not None and indent > block_indent:
+            section[block] += line.strip() + "\n"
+        else:
+            key, sep, value = line.strip().partition(":")
+            if not sep:
+                raise ValueError(f"unexpected line {raw.strip()!r}")
+            value = value.strip().strip("'\"")
+            block, block_indent = (key, indent) if value in ("|", ">", "|-", ">-") else (None, indent)
+            section[key] = "" if block else value
+    return sections
+
+
+def extra_model_paths(comfy_root: Path) -> list[Path]:
+    """The ``pasl:`` folders of ``comfy_root/extra_model_paths.yaml``, resolved as ComfyUI resolves them.
+
+    A missing file gives none; a broken one is skipped with a log line (finding weights must never fail on it).
+    """
+    config = comfy_root / "extra_model_paths.yaml"
+    if not config.is_file():
+        return []
+    try:
+        sections = _yaml_sections(config.read_text(encoding="utf-8"))
+    except Exception as err:  # any parse error: the file is ComfyUI's, not ours to reject
+        log.warning("%s could not be read (%s); its pasl folders are not searched", config, err)
+        return []
+    folders = []
+    for conf in sections.values():
+        base = conf.get("base_path")
+        if base:
+            base = os.path.expandvars(os.path.expanduser(base))
+            base = base if os.path.isabs(base) else os.path.join(comfy_root, base)
+        for line in conf.get(MODEL_FOLDER, "").split("\n"):
+            line = line.strip()
+            if line:
+                folders.append(Path(os.path.normpath(os.path.join(base or comfy_root, os.path.expandvars(os.path.expanduser(line))))))
+    return folders
+
+
+def default_folders(package: Path | None = None) -> list[Path]:
+    """Where the weights of ``package`` (default: this one) are looked for without being told.
+
+    ``ComfyUI/models/pasl`` and the ``pasl:`` entries of ``extra_model_paths.yaml`` when the package lives in
+    ``ComfyUI/custom_nodes/<pack>/``; then the pack's ``weights/`` for a source checkout, or
+    :func:`user_weights_folder` for an installed package (never site-packages).
+    """
+    folders = []
+    root = comfyui_root(package)
+    if root is not None:
+        folders.append(root / "models" / MODEL_FOLDER)
+        folders += extra_model_paths(root)
+    if is_installed(package):
+        folders.append(user_weights_folder())
+    else:
+        folders.append(PACK_WEIGHTS if package is None else package.parent / "weights")
+    return folders
+
+
+def model_folder(package: Path | None = None) -> Path:
+    """The folder a user is told to put weights in, and that ``install.py`` creates: the first default folder."""
+    return default_folders(package)[0]
+
+
+def search_folders(extra: list[str | Path] | None = None, *, package: Path | None = None) -> list[Path]:
+    """Every folder searched, in order: ``extra`` (``--weights-dir``), ``$PASL_WEIGHTS``, then :func:`default_folders`.
+
+    A folder listed twice is searched once, at its first place.
+    """
     folders = [Path(p) for p in (extra or [])]
     folders += [Path(p) for p in os.environ.get(ENV_WEIGHTS, "").split(os.pathsep) if p]
-    folders.append(PACK_WEIGHTS)
-    return folders
+    folders += default_folders(package)
+    unique, seen = [], set()
+    for folder in folders:
+        key = os.path.normcase(os.path.abspath(folder))
+        if key not in seen:
+            seen.add(key)
+            unique.append(folder)
+    return unique
 
 
 def find(key: str, folders: list[Path]) -> list[Path]:
@@ -123,3 +271,198 @@ def find(key: str, folders: list[Path]) -> list[Path]:
             if path.is_file() and any(fnmatch.fnmatch(path.name, p) for p in patterns):
                 found.append(path)
     return found
+
+
+DEMO_STEP = "204000"
+"""The demo AEG checkpoint, preferred when several are found."""
+PAE_FILES = {kind: f"POE/{kind}/Backbone_IR_50_Epoch_{epoch}.pth" for kind, epoch in
+             (("FF", 80), ("FS", 80), ("FP", 120), ("SS", 100), ("SP", 150), ("PP", 100))}
+"""The six PAE networks as released (``pasl.pae.OFFICIAL_EPOCHS``; a test keeps the two equal)."""
+TWIN_KEYS = ("aeg", "deca")
+"""Kinds whose official pickle ``install.py`` / ``convert-weights`` convert to a ``.safetensors`` twin."""
+DOCTOR_HINT = "run `python -m pasl doctor` for details"
+
+
+def safetensors_metadata(path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of a ``.safetensors`` file, from its header alone (8-byte length + JSON).
+
+    Read without safetensors or torch, so discovery stays instant; an unreadable header gives ``{}``.
+    """
+    try:
+        with open(path, "rb") as handle:
+            (size,) = struct.unpack("<Q", handle.read(8))
+            if size > 100 << 20:  # no real header is this big: not a safetensors file
+                return {}
+            header = json.loads(handle.read(size))
+    except (OSError, ValueError, struct.error):
+        return {}
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return metadata if isinstance(metadata, dict) else {}
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, cached by (path, size, mtime): a ComfyUI session resolves the same files again and again."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_twin_of(twin: Path, pickle: Path) -> bool:
+    """``twin`` (a ``.safetensors``) was converted from exactly ``pickle``: its metadata records the pickle's
+    name and sha256, so a stale twin (the pickle was replaced since) is never used."""
+    metadata = safetensors_metadata(twin)
+    if metadata.get("source_file") != pickle.name:  # the cheap test first: unrelated files are never hashed
+        return False
+    try:
+        stat = pickle.stat()
+        return metadata.get("source_sha256") == _sha256(str(pickle), stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        return False
+
+
+def prefer_twins(found: list[Path]) -> list[Path]:
+    """``found`` with each official pickle replaced by its verified ``.safetensors`` twin from the same folder.
+
+    A twin loads faster and cannot carry code; it takes its pickle's place in the order and is not listed twice.
+    """
+    twin_of: dict[Path, Path] = {}
+    for pickle in (p for p in found if p.suffix != ".safetensors"):
+        twin = next((t for t in found if t.suffix == ".safetensors" and t.parent == pickle.parent
+                     and t not in twin_of.values() and is_twin_of(t, pickle)), None)
+        if twin is not None:
+            twin_of[pickle] = twin
+    used = set(twin_of.values())
+    return [twin_of.get(p, p) for p in found if p not in used]
+
+
+def _aeg_order(path: Path) -> tuple[bool, str]:
+    """The demo checkpoint (or its twin) first, then by path."""
+    return (not (path.name.startswith(DEMO_STEP) or path.name.startswith(f"pasl_aeg_{DEMO_STEP}")), str(path))
+
+
+@dataclass
+class RunFiles:
+    """The weight files one run loads, found by name only (nothing is opened but ``.safetensors`` headers).
+
+    A path is ``None`` when nothing was found. ``shape_missing`` names the shape-stage kinds that cannot be
+    loaded (:attr:`pasl.models.PASLModels.missing`); ``problems`` says, per missing file, what to do.
+    """
+
+    aeg: Path | None
+    deca: Path | None
+    flame: Path | None
+    landmark_embedding: Path | None
+    head_template: Path | None
+    searched: list[Path]
+    shape_missing: tuple[str, ...] = ()
+    problems: list[str] = field(default_factory=list)
+
+    def require(self) -> None:
+        """Raise one :class:`~pasl.errors.MissingWeightError` that lists every missing file, or return."""
+        if not self.problems:
+            return
+        from .errors import MissingWeightError
+
+        count = f"{len(self.problems)} weight file{'s are' if len(self.problems) > 1 else ' is'} missing"
+        searched = ", ".join(map(str, self.searched))
+        raise MissingWeightError("\n".join([f"{count} (searched {searched}):", *(f"  - {p}" for p in self.problems), DOCTOR_HINT]))
+
+
+def _advice(key: str, destination: Path) -> str:
+    item = entry(key)
+    return f"put it in {destination}; get it from {item.source} (licence: {item.licence})"
+
+
+def _given(path: str | Path | None) -> Path | None:
+    return None if path is None else Path(path)
+
+
+def resolve_weights(
+    folders: list[str | Path] | None = None,
+    *,
+    aeg: str | Path | None = None,
+    deca: str | Path | None = None,
+    flame: str | Path | None = None,
+    landmark_embedding: str | Path | None = None,
+    head_template: str | Path | None = None,
+    require_shape_stage: bool = True,
+    identity: str | Path | None = None,
+    twins: bool = True,
+) -> RunFiles:
+    """Which file of each kind a run loads, and what is missing; the same rules as :func:`pasl.models.load_models`.
+
+    A file given explicitly is used as given; otherwise it is found by name in :func:`search_folders`. The
+    demo AEG (``204000``) is preferred; with ``twins``, an official pickle gives way to its verified
+    ``.safetensors`` twin (:func:`prefer_twins`, which hashes the pickle), and a converted FLAME file is
+    preferred to ``generic_model.pkl``.
+    """
+    searched = search_folders(folders)
+    destination = searched[0]
+
+    def pick(key: str, explicit: str | Path | None) -> Path | None:
+        if explicit is not None:
+            return Path(explicit)
+        found = find(key, searched)
+        if key == "aeg":
+            found.sort(key=_aeg_order)
+        if twins and key in TWIN_KEYS:
+            found = prefer_twins(found)
+        return found[0] if found else None
+
+    aeg_path, deca_path, template_path = pick("aeg", aeg), pick("deca", deca), pick("head_template", head_template)
+    if flame is not None:
+        flame_path = Path(flame)
+        embedding_path = pick("landmark_embedding", landmark_embedding) if flame_path.suffix == ".pkl" else None
+    else:
+        candidates = find("flame", searched)
+        converted = [p for p in candidates if p.suffix in (".npz", ".safetensors")]
+        flame_path = (converted or candidates or [None])[0]
+        embedding_path = pick("landmark_embedding", landmark_embedding) if flame_path is not None and not converted else None
+    needs_embedding = flame_path is None or flame_path.suffix == ".pkl"
+    shape_missing = tuple(k for k, p in (("deca", deca_path), ("flame", flame_path), ("head_template", template_path)) if p is None)
+    if flame_path is not None and flame_path.suffix == ".pkl" and embedding_path is None:
+        shape_missing += ("landmark_embedding",)
+
+    problems = []
+    wanted = [("aeg", aeg, aeg_path)]
+    if require_shape_stage:
+        wanted += [("deca", deca, deca_path), ("flame", flame, flame_path), ("head_template", head_template, template_path)]
+        if needs_embedding:
+            wanted.insert(3, ("landmark_embedding", landmark_embedding, pick("landmark_embedding", landmark_embedding)))
+    for key, explicit, path in wanted:
+        if explicit is not None and not Path(explicit).is_file():
+            problems.append(f"{entry(key).purpose}: {explicit} does not exist; {_advice(key, destination)}")
+        elif path is None:
+            what = "AEG checkpoint" if key == "aeg" else entry(key).purpose
+            problems.append(f"no {what} found ({' or '.join(entry(key).patterns)}); {_advice(key, destination)}")
+    if identity == "pae":
+        pairs = {_pair_of(p) for p in find("pae", searched)}
+        absent = [name for kind, name in PAE_FILES.items() if kind not in pairs]
+        if absent:
+            problems.append(f"{entry('pae').purpose}: {', '.join(absent)} not found; {_advice('pae', destination)}")
+    elif identity not in (None, "none", "auto") and not Path(identity).is_file():
+        problems.append(f"{entry('arcface').purpose}: {identity} does not exist; {_advice('arcface', destination)}")
+    return RunFiles(aeg_path, deca_path, flame_path, embedding_path, template_path, searched, shape_missing, problems)
+
+
+def _pair_of(path: Path) -> str | None:
+    """The PAE pair of a file: its nearest parent folder named FF ... PP (as :func:`pasl.pae.find_pae_files`)."""
+    return next((parent.name.upper() for parent in path.parents if parent.name.upper() in PAE_FILES), None)
+
+
+def check_weights(
+    folders: list[str | Path] | None = None,
+    aeg: str | Path | None = None,
+    identity: str | Path | None = None,
+    **files: str | Path | bool | None,
+) -> None:
+    """Raise one :class:`~pasl.errors.MissingWeightError` listing every file the run needs and lacks.
+
+    By name only (no file is opened, torch is not imported), so a run fails in well under a second and
+    names all its missing files at once, instead of one per run after each slow load. ``files`` takes the
+    other keywords of :func:`resolve_weights` (``deca``, ``flame``, ``require_shape_stage`` ...).
+    """
+    resolve_weights(folders, aeg=aeg, identity=identity, twins=False, **files).require()

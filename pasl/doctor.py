@@ -48,7 +48,8 @@ def diagnose(folders: list[str | Path] | None = None) -> dict:
 
 
 def format_report(report: dict) -> str:
-    lines = ["PASL doctor", "searched: " + ", ".join(report["searched"])]
+    lines = ["PASL doctor", "searched, in this order (--weights-dir, $PASL_WEIGHTS, then the default folders):"]
+    lines += [f"  {folder}" + ("" if Path(folder).is_dir() else "  (does not exist)") for folder in report["searched"]]
     for item in CATALOG:
         found = report["found"][item.key]
         mark = "ok " if found else ("-- " if not item.required else "MISSING")

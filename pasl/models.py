@@ -12,13 +12,12 @@ from pathlib import Path
 
 import torch
 
-from .catalog import entry, find, search_folders, where_to_get
+from .catalog import DEMO_STEP, check_weights, entry, find, resolve_weights, where_to_get
 from .errors import MissingWeightError
 
-log = logging.getLogger(__name__)
+__all__ = ["DEMO_STEP", "PASLModels", "check_weights", "load_models"]
 
-DEMO_STEP = "204000"
-"""The demo checkpoint is preferred when several AEG files are found."""
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,29 +52,6 @@ class PASLModels:
             )
 
 
-def _pick(key: str, explicit: str | Path | None, folders: list[Path]) -> Path | None:
-    if explicit is not None:
-        return Path(explicit)
-    found = find(key, folders)
-    if key == "aeg":
-        found.sort(key=lambda p: (not p.name.startswith(DEMO_STEP), str(p)))
-    return found[0] if found else None
-
-
-def _flame_files(model: str | Path | None, embedding: str | Path | None, folders: list[Path]) -> tuple[Path | None, Path | None]:
-    if model is not None:
-        model = Path(model)
-        needs_embedding = model.suffix == ".pkl"
-        return model, _pick("landmark_embedding", embedding, folders) if needs_embedding else None
-    candidates = find("flame", folders)
-    converted = [p for p in candidates if p.suffix in (".npz", ".safetensors")]
-    if converted:
-        return converted[0], None
-    if candidates:
-        return candidates[0], _pick("landmark_embedding", embedding, folders)
-    return None, None
-
-
 def _load_identity(identity: str | Path | None, folders: list[Path], device: torch.device):
     from .pae import PAIR_KINDS, find_pae_files, load_pae
 
@@ -108,7 +84,9 @@ def load_models(
     """Load the AEG, DECA's encoder, FLAME and the rendering topology.
 
     Each file may be given explicitly; otherwise it is found by name in ``folders``,
-    ``$PASL_WEIGHTS`` and the pack's ``weights/`` (see :mod:`pasl.catalog`).
+    ``$PASL_WEIGHTS`` and the default folders (:func:`pasl.catalog.search_folders`); an official
+    pickle gives way to its verified ``.safetensors`` twin (:func:`pasl.catalog.prefer_twins`).
+    Every file is resolved by :func:`check_weights` before anything is loaded.
 
     ``identity`` loads identity encoders for :mod:`pasl.identity`: ``None`` (default) none,
     ``"auto"`` the six PAE networks when all are found, else an ArcFace IR-50 when found,
@@ -123,21 +101,13 @@ def load_models(
     from .csg.encoder import load_shape_encoder
     from .flame_files import load_flame, load_head_template
 
-    searched = search_folders(folders)
-    device = torch.device(device)
-    aeg_path = _pick("aeg", aeg, searched)
-    if aeg_path is None:
-        raise MissingWeightError(f"no AEG checkpoint found in {', '.join(map(str, searched))}. {where_to_get('aeg')}")
-    deca_path = _pick("deca", deca, searched)
-    flame_path, embedding_path = _flame_files(flame, landmark_embedding, searched)
-    template_path = _pick("head_template", head_template, searched)
-    missing = tuple(
-        key
-        for key, path in (("deca", deca_path), ("flame", flame_path), ("head_template", template_path))
-        if path is None
-    )
-    if flame_path is not None and flame_path.suffix == ".pkl" and embedding_path is None:
-        missing += ("landmark_embedding",)
+    check_weights(folders, aeg, identity, deca=deca, flame=flame, landmark_embedding=landmark_embedding,
+                  head_template=head_template, require_shape_stage=require_shape_stage)  # every missing file at once, before loading
+    files = resolve_weights(folders, aeg=aeg, deca=deca, flame=flame, landmark_embedding=landmark_embedding,
+                            head_template=head_template, require_shape_stage=require_shape_stage, identity=identity)
+    searched, device, missing = files.searched, torch.device(device), files.shape_missing
+    aeg_path, deca_path, flame_path, embedding_path, template_path = (
+        files.aeg, files.deca, files.flame, files.landmark_embedding, files.head_template)
     models = PASLModels(
         aeg=load_aeg(aeg_path, device=device, dtype=dtype),
         shape_encoder=load_shape_encoder(deca_path, device=device) if deca_path else None,

@@ -211,6 +211,20 @@ def provenance(
     return metadata
 
 
+def _umask() -> int:
+    """The process umask: from /proc on Linux (setting it to read it races with other threads), else set and restored."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_converted(
     tensors: Mapping[str, torch.Tensor],
     dst: str | Path,
@@ -249,6 +263,7 @@ def save_converted(
             from safetensors.torch import save_file
 
             save_file(flat, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o666 & ~_umask())  # a new file's usual mode: safetensors writes 0600
         os.replace(tmp, dst)
     except BaseException:
         tmp.unlink(missing_ok=True)

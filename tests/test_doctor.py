@@ -50,8 +50,10 @@ def test_install_script_creates_the_folder_and_reports(tmp_path):
     assert "missing AEG generator" in out and "drive.google.com" in out
 
 
-def test_install_script_converts_official_files_once(tmp_path):
+def test_install_script_converts_official_files_once(tmp_path, monkeypatch):
     from synthetic import write_nets_ema
+
+    from pasl.catalog import resolve_weights
 
     pack = tmp_path / "ComfyUI" / "custom_nodes" / "pasl"
     models = tmp_path / "ComfyUI" / "models" / "pasl"
@@ -65,6 +67,11 @@ def test_install_script_converts_official_files_once(tmp_path):
     assert "converted 204000_nets_ema.ckpt -> pasl_aeg_204000.safetensors" in first
     assert "could not convert" in first and "broken_nets_ema.ckpt" in first
     assert (models / "pasl_aeg_204000.safetensors").is_file()
+    (tmp_path / "probe").touch()  # the twin has a new file's usual mode (umask applied), not 0600
+    assert (models / "pasl_aeg_204000.safetensors").stat().st_mode & 0o777 == (tmp_path / "probe").stat().st_mode & 0o777
+    monkeypatch.setenv("PASL_WEIGHTS", "")
+    monkeypatch.setattr("pasl.catalog.PACK_WEIGHTS", tmp_path / "nowhere")
+    assert resolve_weights([models], require_shape_stage=False).aeg == models / "pasl_aeg_204000.safetensors"  # the twin is used
     second = subprocess.run([sys.executable, str(pack / "install.py")], capture_output=True, text=True, check=True).stdout
     assert "converted" not in second.replace("could not convert", "")
 
@@ -78,3 +85,12 @@ def test_incomplete_pae_set_is_reported_by_pair(tmp_path):
     report = diagnose([tmp_path])
     assert report["pae_pairs"] == ["FF", "SS", "PP"]
     assert "PAE: 3 of 6 pair networks found (missing FS, FP, SP)" in format_report(report)
+
+
+def test_report_lists_the_searched_folders_in_order(tmp_path):
+    from pasl.doctor import format_report
+
+    text = format_report(diagnose([tmp_path, tmp_path / "absent"]))
+    lines = text.splitlines()
+    start = lines.index("searched, in this order (--weights-dir, $PASL_WEIGHTS, then the default folders):")
+    assert lines[start + 1:start + 3] == [f"  {tmp_path}", f"  {tmp_path / 'absent'}  (does not exist)"]

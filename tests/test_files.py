@@ -91,12 +91,18 @@ def test_odd_frame_sizes_are_padded_for_h264(tmp_path):
 
 
 class TestCommandLine:
-    def test_missing_weights_are_one_line_with_advice(self, tmp_path, capsys):
+    def test_missing_weights_are_all_named_in_one_message(self, tmp_path, capsys, monkeypatch):
+        monkeypatch.setenv("PASL_WEIGHTS", "")
+        monkeypatch.setattr("pasl.catalog.PACK_WEIGHTS", tmp_path / "nowhere")
         source = write_image(tmp_path / "s.png", 64, 64)
+        (tmp_path / "deca_model.tar").write_bytes(b"not opened")
         code = cli(["reenact", "--source", str(source), "--driving", str(source), "--out", str(tmp_path / "o.png"),
                     "--weights-dir", str(tmp_path)])
         err = capsys.readouterr().err
-        assert code == 2 and err.startswith("error: no AEG checkpoint found") and "drive.google.com" in err
+        assert code == 2 and err.startswith("error: 4 weight files are missing") and "drive.google.com" in err
+        for name in ("*_nets_ema.ckpt", "generic_model.pkl", "landmark_embedding.npy", "head_template.obj"):
+            assert name in err
+        assert "deca_model.tar" not in err and err.rstrip().endswith("run `python -m pasl doctor` for details")
 
     @pytest.mark.parametrize(
         "flags,message",
