@@ -170,6 +170,7 @@ def _yaml_sections(text: str) -> dict[str, dict[str, str]]:
     sections: dict[str, dict[str, str]] = {}
     section: dict[str, str] | None = None
     block: str | None = None
+    block_indent = 0
     for raw in text.splitlines():
         line = raw.split(" #")[0].rstrip() if not raw.lstrip().startswith("#") else ""
         if not line.strip():
