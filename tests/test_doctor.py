@@ -51,9 +51,8 @@ def test_install_script_creates_the_folder_and_reports(tmp_path):
 
 
 def test_install_script_converts_official_files_once(tmp_path, monkeypatch):
-    from synthetic import write_nets_ema
-
     from pasl.catalog import resolve_weights
+    from synthetic import write_nets_ema
 
     pack = tmp_path / "ComfyUI" / "custom_nodes" / "pasl"
     models = tmp_path / "ComfyUI" / "models" / "pasl"
