@@ -155,12 +155,18 @@ def _reenact(args: argparse.Namespace) -> None:
     official = args.preset.startswith("official")
     detector = make_detector(args.backend or ("fan" if official else "auto"), args.weights_dir)
 
+    # faceless frames are listed in the summary; the aligner's warning per chunk would break the bar and the one-line error
+    align_log = logging.getLogger("pasl.align")
+    level = align_log.level
+    if not args.verbose:
+        align_log.setLevel(logging.ERROR)
     start = time.perf_counter()
     try:
         summary = reenact_files(Reenactor(models, detector, options), args.source, args.driving, args.out, args.chunk_size,
                                 progress, progress.stage)
     finally:
         progress.close()
+        align_log.setLevel(level)
     seconds = time.perf_counter() - start
     for note in summary.notes():
         print(note)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -208,6 +209,22 @@ class TestHonestOutcomes:
         assert err.startswith(f"error: --driving {dark}: no face found in the driving image, so nothing was reenacted")
         assert "--driver-is-crop" in err and err.count("\n") == 1
         assert not (tmp_path / "new").exists() and self.leftovers(tmp_path) == []
+
+    def test_the_aligner_warning_is_left_to_the_summary(self, run, tmp_path, caplog):
+        """One line on failure, a clean bar on success: the per-chunk "no face" warning is not logged (unless -v)."""
+        source, dark = write_image(tmp_path / "s.png", 128, 128), write_image(tmp_path / "dark.png", 64, 64, value=0)
+        with caplog.at_level(logging.WARNING):
+            assert run(source, dark, tmp_path / "o.png")[0] == 2
+        assert [r for r in caplog.records if r.name.startswith("pasl.align")] == []
+        assert logging.getLogger("pasl.align").level == logging.NOTSET  # restored for the library's callers
+
+    def test_ctrl_c_is_one_line_and_status_130(self, run, tmp_path, monkeypatch):
+        def interrupted(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr("pasl.files.reenact_files", interrupted)
+        code, out, err = run(write_image(tmp_path / "s.png", 128, 128), write_image(tmp_path / "d.png", 64, 64), tmp_path / "o.png")
+        assert (code, out, err) == (130, "", "error: interrupted (no output was kept)\n")
 
     def test_faceless_source_says_it_is_the_source(self, run, tmp_path):
         dark = write_image(tmp_path / "dark.png", 64, 64, value=0)
