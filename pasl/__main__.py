@@ -171,7 +171,8 @@ def _reenact(args: argparse.Namespace) -> None:
     for note in summary.notes():
         print(note)
     rate = summary.frames / max(seconds, 1e-9)
-    print(f"{summary.headline()} in {seconds:.1f} s ({rate:.{2 if rate < 1 else 1}f} frames/s; backend {detector.name}, {device} {precision}) -> {args.out}")
+    speed = f"{rate:.{2 if rate < 1 else 1}f} frames/s; backend {detector.name}, {device} {precision}"
+    print(f"{summary.headline()} in {seconds:.1f} s ({speed}) -> {args.out}")
 
 
 LIBRARY_WORDS = {"load the models in float32 (--precision fp32 on the command line)": "try --precision fp32"}

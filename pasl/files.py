@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -52,9 +52,8 @@ def atomic_output(path: Path) -> Iterator[Path]:
     path = Path(path)
     created = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
-    os.close(handle)
-    temporary = Path(name)
+    # a fresh name, created by the writer itself, so the file gets the usual permissions (mkstemp's are 0600)
+    temporary = path.parent / f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.partial{path.suffix}"
     try:
         yield temporary
         os.replace(temporary, path)
@@ -73,7 +72,7 @@ def _remove_empty(folders: list[Path]) -> None:
 
 def _save_image(chunk: ReenactedChunk, path: Path, rounding: str) -> None:
     with atomic_output(path) as temporary:
-        Image.fromarray(_output_images(chunk, rounding)[0]).save(temporary, format=Image.registered_extensions()[path.suffix.lower()])
+        Image.fromarray(_output_images(chunk, rounding)[0]).save(temporary, format=Image.registered_extensions().get(path.suffix.lower()))
 
 
 def _no_face(flag: str, path: Path, reenactor: Reenactor, what: str, crop_flag: str) -> NoFaceError:
@@ -144,8 +143,8 @@ def reenact_files(
     """
     source, driving, out = Path(source), Path(driving), Path(out)
     rounding = reenactor.options.output_rounding
-    stage = stage or (lambda name: None)
-    stage("encoding source")
+    if stage:
+        stage("encoding source")
     face = encode_source_file(reenactor, source)
     summary = RunSummary()
     summary.note_source(face, reenactor.options.select)
@@ -154,7 +153,8 @@ def reenact_files(
     elif is_video(driving):
         _reenact_video(reenactor, face, driving, out, rounding, summary, chunk_size, progress)
     else:
-        stage("reenacting")
+        if stage:
+            stage("reenacting")
         chunk = reenactor.reenact(face, read_rgb(driving))
         summary.add(chunk)
         if not bool(chunk.has_face.any()):

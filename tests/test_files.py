@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 
 from pasl.__main__ import main as cli
+from pasl.errors import NoFaceError
 from pasl.files import reenact_files
 from pasl.models import load_models
 from pasl.pipeline import ReenactOptions, Reenactor
-from pasl.errors import NoFaceError
 from pasl.video import VideoWriter, iter_frame_chunks, probe
 from pipeline_synthetic import ScriptedDetector, weights_folder
 from shared_assets import skip_or_fail
@@ -48,6 +48,8 @@ def test_image_to_image(reenactor, tmp_path):
     with Image.open(tmp_path / "out" / "result.png") as out:
         assert out.size == (90, 120) and out.mode == "RGB"
     assert summary.frames == 1 and summary.faceless == []
+    mode = (tmp_path / "out" / "result.png").stat().st_mode & 0o777  # written atomically, with the usual permissions
+    assert mode == driving.stat().st_mode & 0o777 and [p.name for p in (tmp_path / "out").iterdir()] == ["result.png"]
 
 
 def test_folder_to_folder_keeps_names_and_passes_faceless_images(reenactor, tmp_path):

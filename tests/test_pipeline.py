@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from pasl.align.types import Face
 from pasl.errors import MissingWeightError, NoFaceError, NonFiniteError
 from pasl.models import load_models
 from pasl.pipeline import ReenactOptions, Reenactor, RunSummary, frames_to_chunks
 from pasl.shape import shape_codes
-from pasl.align.types import Face
 from pipeline_synthetic import ScriptedDetector, weights_folder
 
 
