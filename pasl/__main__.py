@@ -1,7 +1,8 @@
 """Command line: ``python -m pasl <command> ...`` (also installed as ``pasl``).
 
-Every failure a user can cause (missing or wrong file) is printed as one line and exits
-with status 2; a traceback means a bug in PASL.
+Every failure a user can cause (missing or wrong file, no face, bad option) is printed as one
+line ``error: ...`` in the command line's words and exits with status 2 (130 on Ctrl-C);
+a traceback means a bug in PASL.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 
 from .errors import PASLError
 
@@ -98,6 +100,37 @@ def _options(args: argparse.Namespace):
         raise ValueError(text) from None
 
 
+PRECISION_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+
+
+class _Progress:
+    """The run's feedback on stderr: stage lines, then a per-frame tqdm bar (elapsed, ETA, frames/s).
+
+    Off when stderr is not a terminal, unless ``--progress`` asks for it (``--no-progress`` silences it).
+    """
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+
+    def stage(self, name: str) -> None:
+        if self.enabled and self.bar is None:
+            print(f"{name} ...", file=sys.stderr, flush=True)
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total or None, unit="frame", desc="reenacting", file=sys.stderr, dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _reenact(args: argparse.Namespace) -> None:
     import torch
 
@@ -111,21 +144,48 @@ def _reenact(args: argparse.Namespace) -> None:
     if args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be a whole number >= 1, got {args.chunk_size}")
     check_weights(args.weights_dir, args.aeg, "auto" if args.identity_score else None)  # every missing file, in a second
+    progress = _Progress(args.progress if args.progress is not None else sys.stderr.isatty())
     device = _auto_device(args.device)
     precisions = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     dtype = precisions[args.precision] if args.precision != "auto" else (torch.float16 if device.type == "cuda" else torch.float32)
+    precision = PRECISION_NAMES[str(dtype).replace("torch.", "")]
+    progress.stage(f"loading models ({device}, {precision})")
     models = load_models(args.weights_dir, aeg=args.aeg, device=device, dtype=dtype, identity="auto" if args.identity_score else None)
     if args.identity_score:
         models.require_identity()
     official = args.preset.startswith("official")
     detector = make_detector(args.backend or ("fan" if official else "auto"), args.weights_dir)
 
-    def progress(done: int, total: int) -> None:
-        print(f"\rframes {done}/{total or '?'}", end="", file=sys.stderr, flush=True)
+    # faceless frames are listed in the summary; the aligner's warning per chunk would break the bar and the one-line error
+    align_log = logging.getLogger("pasl.align")
+    level = align_log.level
+    if not args.verbose:
+        align_log.setLevel(logging.ERROR)
+    start = time.perf_counter()
+    try:
+        summary = reenact_files(Reenactor(models, detector, options), args.source, args.driving, args.out, args.chunk_size,
+                                progress, progress.stage)
+    finally:
+        progress.close()
+        align_log.setLevel(level)
+    seconds = time.perf_counter() - start
+    for note in summary.notes():
+        print(note)
+    rate = summary.frames / max(seconds, 1e-9)
+    speed = f"{rate:.{2 if rate < 1 else 1}f} frames/s; backend {detector.name}, {device} {precision}"
+    print(f"{summary.headline()} in {seconds:.1f} s ({speed}) -> {args.out}")
 
-    summary = reenact_files(Reenactor(models, detector, options), args.source, args.driving, args.out, args.chunk_size, progress)
-    print(file=sys.stderr)
-    print(f"{summary.text()} -> {args.out}")
+
+LIBRARY_WORDS = {"load the models in float32 (--precision fp32 on the command line)": "try --precision fp32"}
+"""Library phrases and what the command line says instead."""
+
+
+def _message(err: BaseException) -> str:
+    """One line, in the command line's words."""
+    text = " ".join(str(err).split())
+    for library, command_line in LIBRARY_WORDS.items():
+        text = text.replace(library, command_line)
+    return text
 
 
 def _download(args: argparse.Namespace) -> dict:
@@ -206,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="AEG precision (auto: fp16 on CUDA like the official demo, else fp32)")
     run.add_argument("--batch-size", type=int, default=8, help="frames per generator call")
     run.add_argument("--chunk-size", type=int, default=16, help="video frames held in memory at once")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="progress bar and stage lines on stderr (default: only when stderr is a terminal)")
     run.set_defaults(run=_reenact)
 
     fetch = commands.add_parser(
@@ -228,9 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = args.run(args)
-    except (PASLError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (PASLError, OSError, ValueError) as err:
+        print(f"error: {_message(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (no output was kept)" if args.command == "reenact" else "error: interrupted", file=sys.stderr)
+        return 130
     if result is not None:
         print(json.dumps(result, indent=2))
     return 0

@@ -25,6 +25,11 @@ class NoFaceError(PASLError):
     (``pasl.align.align_faces`` with ``require_face``, the pipeline, the Face Align node)."""
 
 
+class NonFiniteError(PASLError, FloatingPointError):
+    """The generator returned NaN or inf pixels (usually fp16/bf16 overflow, or a damaged
+    checkpoint); the pipeline refuses to paste them (``pasl.pipeline.Reenactor.reenact``)."""
+
+
 class BackendUnavailableError(PASLError, ImportError):
     """An alignment backend's Python package (dlib, face_alignment, ...) is not installed."""
 

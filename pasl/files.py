@@ -6,16 +6,20 @@ Videos are streamed in chunks and keep the driver's audio.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import secrets
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .errors import NoFaceError
 from .imageops import read_image, to_uint8_hwc
-from .pipeline import ReenactedChunk, Reenactor, RunSummary
+from .pipeline import ReenactedChunk, Reenactor, RunSummary, SourceFace
 from .video import VideoWriter, is_video, iter_frame_chunks, probe
 
 log = logging.getLogger(__name__)
@@ -37,9 +41,55 @@ def _output_images(chunk: ReenactedChunk, rounding: str = "round") -> np.ndarray
     return to_uint8_hwc(images, rounding)  # (B, H, W, 3) uint8
 
 
-def _save_image(chunk: ReenactedChunk, path: Path, rounding: str) -> None:
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` (same folder, same suffix, so writers pick the same
+    format) and move it onto ``path`` only when the block ends normally.
+
+    On any exception, Ctrl-C included, the temporary file and the folders this call created are
+    removed: a failed run leaves nothing behind, and an earlier ``path`` is never half overwritten.
+    """
+    path = Path(path)
+    created = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(_output_images(chunk, rounding)[0]).save(path)
+    # a fresh name, created by the writer itself, so the file gets the usual permissions (mkstemp's are 0600)
+    temporary = path.parent / f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.partial{path.suffix}"
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        _remove_empty(created)
+        raise
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed run created (deepest first), where they are still empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _save_image(chunk: ReenactedChunk, path: Path, rounding: str) -> None:
+    with atomic_output(path) as temporary:
+        Image.fromarray(_output_images(chunk, rounding)[0]).save(temporary, format=Image.registered_extensions().get(path.suffix.lower()))
+
+
+def _no_face(flag: str, path: Path, reenactor: Reenactor, what: str, crop_flag: str) -> NoFaceError:
+    """The command line's no-face message: which input, which file, and the library's advice in flags."""
+    return NoFaceError(
+        f"{flag} {path}: no face found {what} (backend {reenactor.detector.name!r}, --select {reenactor.options.select}); "
+        "check that it shows a human face not much smaller than ~40 px, try --backend dlib (it finds more large-pose "
+        f"faces than dlib-hog), or give {crop_flag} if it is already an aligned face crop"
+    )
+
+
+def encode_source_file(reenactor: Reenactor, source: Path) -> SourceFace:
+    """Read and encode the source; a source without a face is a :class:`NoFaceError` naming ``--source`` and the file."""
+    try:
+        return reenactor.encode_source(read_rgb(source))
+    except NoFaceError:
+        raise _no_face("--source", source, reenactor, "in the source image", "--source-is-crop") from None
 
 
 def check_paths(source: str | Path, driving: str | Path, out: str | Path) -> None:
@@ -74,6 +124,7 @@ def reenact_files(
     out: str | Path,
     chunk_size: int = 16,
     progress: Callable[[int, int], None] | None = None,
+    stage: Callable[[str], None] | None = None,
 ) -> RunSummary:
     """Reenact ``source`` with ``driving`` into ``out``.
 
@@ -81,35 +132,83 @@ def reenact_files(
     - driving folder -> ``out`` folder, one PNG per image (same stem);
     - driving video -> ``out`` video (H.264, the driver's fps and audio), streamed.
 
-    ``progress(done, total)`` is called after every chunk (total 0 when unknown).
+    Frames and images without a face pass through unchanged and are listed in the summary. It is an
+    error (:class:`NoFaceError`, naming ``--source`` or ``--driving`` and the file) when the source has
+    no face, or when nothing was reenacted: a still driver without a face, a folder or video in which
+    no image or frame has one. Every output is written atomically (:func:`atomic_output`), so a failed
+    or interrupted run leaves no file behind.
+
+    ``progress(done, total)`` is called after every chunk (total 0 when unknown); ``stage(name)``
+    when a step of a still driver starts ("encoding source", "reenacting").
     """
     source, driving, out = Path(source), Path(driving), Path(out)
     rounding = reenactor.options.output_rounding
-    face = reenactor.encode_source(read_rgb(source))
+    if stage:
+        stage("encoding source")
+    face = encode_source_file(reenactor, source)
     summary = RunSummary()
+    summary.note_source(face, reenactor.options.select)
     if driving.is_dir():
-        images = sorted(p for p in driving.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not images:
-            raise ValueError(f"{driving} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        _reenact_folder(reenactor, face, driving, out, rounding, summary, progress)
+    elif is_video(driving):
+        _reenact_video(reenactor, face, driving, out, rounding, summary, chunk_size, progress)
+    else:
+        if stage:
+            stage("reenacting")
+        chunk = reenactor.reenact(face, read_rgb(driving))
+        summary.add(chunk)
+        if not bool(chunk.has_face.any()):
+            raise _no_face("--driving", driving, reenactor, "in the driving image, so nothing was reenacted", "--driver-is-crop")
+        _save_image(chunk, out, rounding)
+    log.info("%s", summary.text())
+    return summary
+
+
+def _reenact_folder(reenactor: Reenactor, face: SourceFace, driving: Path, out: Path, rounding: str, summary: RunSummary,
+                    progress: Callable[[int, int], None] | None) -> None:
+    """One PNG per image; the files written are removed again if the run fails or no image had a face."""
+    images = sorted(p for p in driving.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise ValueError(f"--driving {driving} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    created = [p for p in (out, *out.parents) if not p.exists()]
+    written: list[Path] = []
+    try:
         for index, path in enumerate(images):
             chunk = reenactor.reenact(face, read_rgb(path), first_frame=index)
             summary.add(chunk)
             _save_image(chunk, out / f"{path.stem}.png", rounding)
+            written.append(out / f"{path.stem}.png")
             if progress:
                 progress(index + 1, len(images))
-    elif is_video(driving):
-        info = probe(driving)
-        if not is_video(out):
-            raise ValueError(f"the driving input is a video, so --out must be a video file too (.mp4), got {out}")
-        with VideoWriter(out, info.fps, audio_from=driving if info.has_audio else None) as writer:
+        if len(summary.faceless) == len(images):
+            raise _no_face("--driving", driving, reenactor, f"in any of its {len(images)} images, so nothing was reenacted",
+                           "--driver-is-crop")
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        _remove_empty(created)
+        raise
+
+
+def _reenact_video(reenactor: Reenactor, face: SourceFace, driving: Path, out: Path, rounding: str, summary: RunSummary,
+                   chunk_size: int, progress: Callable[[int, int], None] | None) -> None:
+    """Streamed into a temporary file that becomes ``out`` only when at least one frame had a face."""
+    info = probe(driving)
+    if not is_video(out):
+        raise ValueError(f"the driving input is a video, so --out must be a video file too (.mp4), got {out}")
+    with atomic_output(out) as temporary:
+        writer = VideoWriter(temporary, info.fps, audio_from=driving if info.has_audio else None)
+        try:
             chunks = (torch.from_numpy(c).permute(0, 3, 1, 2).float().div(255) for c in iter_frame_chunks(driving, chunk_size))
             for chunk in reenactor.reenact_stream(face, chunks, fps=float(info.fps), summary=summary):
                 writer.write(_output_images(chunk, rounding))
                 if progress:
                     progress(summary.frames, info.frames)
-    else:
-        chunk = reenactor.reenact(face, read_rgb(driving))
-        summary.add(chunk)
-        _save_image(chunk, out, rounding)
-    log.info("%s", summary.text())
-    return summary
+        except NoFaceError:
+            writer.abort()
+            raise _no_face("--driving", driving, reenactor, f"in any of its {summary.frames} frames, so nothing was reenacted",
+                           "--driver-is-crop") from None
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()

@@ -21,7 +21,7 @@ from .align import ALIGN_MODES, SELECT_RULES, WARPS, FaceAlignment, TemporalSmoo
 from .composite import paste_back
 from .csg.codes import RECOMPOSE_MODES
 from .csg.cycle import CycleReport
-from .errors import NoFaceError, PASLError
+from .errors import NoFaceError, NonFiniteError, PASLError
 from .generate import generate_faces
 from .geometry import ALIGNED_SIZE
 from .identity import IdentityScores, encode_identity, score_identity
@@ -173,6 +173,8 @@ class ReenactedChunk:
         first_frame: index of the chunk's first frame in the whole clip.
         cycle: per-frame cycle errors of the frames with a face (``cycle_check``), else None.
         identity: per-frame PAE-CSIM to the source (NaN without a face), with ``identity_score``.
+        face_counts: ``(B,)`` int64 faces the detector found in each frame (-1: detection was
+            skipped), so a summary can say where one of several faces was chosen.
     """
 
     faces: torch.Tensor
@@ -184,37 +186,92 @@ class ReenactedChunk:
     first_frame: int = 0
     cycle: CycleReport | None = None
     identity: IdentityScores | None = None
+    face_counts: torch.Tensor | None = None
 
     @property
     def faceless_frames(self) -> list[int]:
         return [self.first_frame + i for i in (~self.has_face).nonzero().flatten().tolist()]
 
 
+SELECT_WORDS = {"largest": "the largest", "central": "the most central", "score": "the detector's most confident"}
+"""How a summary names each ``select`` rule ("used the largest")."""
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _selected(select: str | int) -> str:
+    if isinstance(select, int):
+        return f"face {select} counted from the image's {'left' if select >= 0 else 'right'}"
+    return SELECT_WORDS.get(select, repr(select))
+
+
+def _listed(indices: list[int], limit: int = 20) -> str:
+    return ", ".join(map(str, indices[:limit])) + (" ..." if len(indices) > limit else "")
+
+
 @dataclass
 class RunSummary:
-    """Accumulated over a stream: what a user wants to read at the end."""
+    """Accumulated over a stream: what a user wants to read at the end.
+
+    :meth:`text` is one line; :meth:`headline` and :meth:`notes` are its parts, for a
+    command line that adds its timing to the headline and prints the notes on their own lines.
+    """
 
     frames: int = 0
     faceless: list[int] = field(default_factory=list)
     csim: list[float] = field(default_factory=list)
     """PAE-CSIM of every scored face (``identity_score``)."""
+    select: str | int = "largest"
+    """The ``select`` rule that chose one face where the detector found several."""
+    source_faces: int | None = None
+    """Faces the detector found on the source (None: not recorded; -1: detection skipped)."""
+    several: dict[int, int] = field(default_factory=dict)
+    """Driving frame -> face count, for the frames in which the detector found more than one face."""
+
+    def note_source(self, source: SourceFace, select: str | int) -> None:
+        """Record how many faces the source showed and which rule chose among them."""
+        self.select = select
+        self.source_faces = int(source.alignment.face_counts.reshape(-1)[0])
 
     def add(self, chunk: ReenactedChunk) -> None:
         self.frames += int(chunk.has_face.numel())
         self.faceless += chunk.faceless_frames
+        if chunk.face_counts is not None:
+            counts = chunk.face_counts.cpu().tolist()
+            self.several.update({chunk.first_frame + i: n for i, n in enumerate(counts) if n > 1})
         if chunk.identity is not None:
             self.csim += [v for v in chunk.identity.csim.tolist() if v == v]  # NaN (no face) left out
 
-    def text(self) -> str:
+    def headline(self) -> str:
+        """``"12 frames reenacted"``, ``"1 frame reenacted"`` or ``"10 of 12 frames reenacted"``."""
         if not self.faceless:
-            text = f"{self.frames} frames reenacted"
-        else:
-            shown = ", ".join(map(str, self.faceless[:20])) + (" ..." if len(self.faceless) > 20 else "")
-            done = self.frames - len(self.faceless)
-            text = f"{done} of {self.frames} frames reenacted; no face in frames {shown} (passed through unchanged)"
+            return f"{_plural(self.frames, 'frame')} reenacted"
+        return f"{self.frames - len(self.faceless)} of {_plural(self.frames, 'frame')} reenacted"
+
+    def notes(self) -> list[str]:
+        """What else a user should know: faceless frames, several faces and which was used, identity scores."""
+        notes = []
+        if self.faceless:
+            where = "frame" if len(self.faceless) == 1 else "frames"
+            notes.append(f"no face in {where} {_listed(self.faceless)} (passed through unchanged)")
+        used = _selected(self.select)
+        if self.source_faces is not None and self.source_faces > 1:
+            notes.append(f"source: {self.source_faces} faces, used {used}")
+        if self.several:
+            frames = sorted(self.several)
+            if len(frames) == 1:
+                notes.append(f"driver: {self.several[frames[0]]} faces in frame {frames[0]}, used {used}")
+            else:
+                most = max(self.several.values())
+                notes.append(f"driver: several faces (up to {most}) in frames {_listed(frames)}, used {used}")
         if self.csim:
-            text += f"; identity (PAE-CSIM to the source) mean {sum(self.csim) / len(self.csim):.4f}, min {min(self.csim):.4f}"
-        return text
+            notes.append(f"identity (PAE-CSIM to the source) mean {sum(self.csim) / len(self.csim):.4f}, min {min(self.csim):.4f}")
+        return notes
+
+    def text(self) -> str:
+        return "; ".join([self.headline(), *self.notes()])
 
 
 class Reenactor:
@@ -283,7 +340,9 @@ class Reenactor:
             with torch.inference_mode():  # refine_codes switches gradients back on for itself
                 driver = self._shape_codes(alignment.crops[index], alignment.landmarks_crop[index], has_face[index])
                 generated, maps_depth, maps_landmarks, report = self._generate(source, driver)
-            faces[index], depth[index], landmarks[index] = generated.cpu(), maps_depth.cpu(), maps_landmarks.cpu()
+            generated = generated.cpu()
+            self._check_finite(generated, index, first_frame)
+            faces[index], depth[index], landmarks[index] = generated, maps_depth.cpu(), maps_landmarks.cpu()
         identity = None
         if self.options.identity_score and source.identity is not None:
             with torch.inference_mode():
@@ -292,7 +351,24 @@ class Reenactor:
         composite = masks = None
         if self.options.paste_back:
             composite, masks = self._paste(frame_list, faces, alignment, has_face)
-        return ReenactedChunk(faces, composite, masks, depth, landmarks, has_face, first_frame, report, identity)
+        counts = alignment.face_counts.cpu()
+        return ReenactedChunk(faces, composite, masks, depth, landmarks, has_face, first_frame, report, identity, counts)
+
+    def _check_finite(self, generated: torch.Tensor, index: torch.Tensor, first_frame: int) -> None:
+        """Refuse NaN/inf faces: pasted back they would be written as black or garbage pixels without a word.
+
+        One ``isfinite`` pass per chunk on the CPU copy the chunk needs anyway. fp16/bf16 overflow in the
+        generator is the usual cause, hence the hint.
+        """
+        finite = torch.isfinite(generated).flatten(1).all(1)
+        if bool(finite.all()):
+            return
+        bad = (index[~finite] + first_frame).tolist()
+        raise NonFiniteError(
+            f"the generator produced non-finite pixels (NaN or inf) in frame{'s' if len(bad) > 1 else ''} {_listed(bad)} "
+            f"running in {str(self.models.dtype).replace('torch.', '')}; load the models in float32 (--precision fp32 "
+            "on the command line) and check the AEG checkpoint"
+        )
 
     def _paste(self, frames: list[torch.Tensor], faces: torch.Tensor, alignment: FaceAlignment, has_face: torch.Tensor):
         if len({tuple(f.shape) for f in frames}) != 1:
@@ -324,10 +400,13 @@ class Reenactor:
         summary: RunSummary | None = None,
     ) -> Iterator[ReenactedChunk]:
         """Reenact consecutive chunks of one clip; ``progress(frames_done)`` runs after each chunk
-        and may raise to cancel. Raises :class:`NoFaceError` at the end if no frame had a face."""
+        and may raise to cancel. Raises :class:`NoFaceError` at the end if no frame had a face, and
+        :class:`NonFiniteError` as soon as the generator returns NaN or inf for a frame."""
         o = self.options
         smoother = TemporalSmoother(strength=o.smoothing, fps=fps, lock_scale=o.lock_scale) if (o.smoothing > 0 or o.lock_scale) else None
         summary = summary if summary is not None else RunSummary()
+        if summary.source_faces is None:
+            summary.note_source(source, o.select)
         for chunk in chunks:
             result = self.reenact(source, chunk, smoother, first_frame=summary.frames)
             summary.add(result)

@@ -7,6 +7,7 @@ memory at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
@@ -208,6 +209,14 @@ class VideoWriter:
                 self.container.mux(packet)
             self.audio_source.close()
         self.container.close()
+
+    def abort(self) -> None:
+        """Close without finishing the file, after a failure: the caller deletes it, so nothing is
+        flushed and errors from the half-written container are ignored."""
+        for handle in (self.audio_source, self.container):
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    handle.close()
 
     def __enter__(self) -> "VideoWriter":
         return self

@@ -9,7 +9,8 @@ import pytest
 
 import pasl.errors as errors
 
-CLASSES = ["PASLError", "MissingWeightError", "WeightFileError", "NoFaceError", "BackendUnavailableError", "VideoError", "DownloadError"]
+CLASSES = ["PASLError", "MissingWeightError", "WeightFileError", "NoFaceError", "NonFiniteError", "BackendUnavailableError",
+           "VideoError", "DownloadError"]
 
 
 @pytest.mark.parametrize("name", CLASSES)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pasl.__main__ import main as cli
+from pasl.errors import NoFaceError
 from pasl.files import reenact_files
 from pasl.models import load_models
 from pasl.pipeline import ReenactOptions, Reenactor
@@ -44,6 +48,8 @@ def test_image_to_image(reenactor, tmp_path):
     with Image.open(tmp_path / "out" / "result.png") as out:
         assert out.size == (90, 120) and out.mode == "RGB"
     assert summary.frames == 1 and summary.faceless == []
+    mode = (tmp_path / "out" / "result.png").stat().st_mode & 0o777  # written atomically, with the usual permissions
+    assert mode == driving.stat().st_mode & 0o777 and [p.name for p in (tmp_path / "out").iterdir()] == ["result.png"]
 
 
 def test_folder_to_folder_keeps_names_and_passes_faceless_images(reenactor, tmp_path):
@@ -166,11 +172,168 @@ class TestCommandLine:
         out = tmp_path / "out.png"
         assert cli(["reenact", "--source", str(photo), "--driving", str(photo), "--out", str(out),
                     "--weights-dir", str(folder), "--backend", "dlib-hog"]) == 0
-        assert "1 frames reenacted" in capsys.readouterr().out
+        assert "1 frame reenacted in " in capsys.readouterr().out
         result, original = np.asarray(Image.open(out)), np.asarray(Image.open(photo).convert("RGB"))
         assert result.shape == original.shape
         changed = np.abs(result.astype(int) - original.astype(int)).max(-1) > 0
         assert 0.01 < changed.mean() < 0.5  # the face region changed, the rest of the photo did not
+
+
+def write_video(path: Path, dark: tuple[int, ...], count: int = 4, size: int = 64) -> Path:
+    """``count`` noisy frames (a scripted face each) with the ``dark`` ones black (no face)."""
+    frames = np.random.RandomState(2).uniform(60, 220, (count, size, size, 3)).astype(np.uint8)
+    frames[list(dark)] = 0
+    with VideoWriter(path, 25) as writer:
+        writer.write(frames)
+    return path
+
+
+class TestHonestOutcomes:
+    """What a run without a face, with a broken generator, or interrupted leaves behind: an error, and no file.
+
+    The command line gets the scripted detector (dark images have no face) in place of a real backend."""
+
+    @pytest.fixture
+    def run(self, folder, monkeypatch, capsys):
+        monkeypatch.setattr("pasl.align.make_detector", lambda *args, **kwargs: ScriptedDetector())
+
+        def run(source: Path, driving: Path, out: Path, *flags: str) -> tuple[int, str, str]:
+            code = cli(["reenact", "--source", str(source), "--driving", str(driving), "--out", str(out),
+                        "--weights-dir", str(folder), *flags])
+            captured = capsys.readouterr()
+            return code, captured.out, captured.err
+
+        return run
+
+    @staticmethod
+    def leftovers(folder: Path) -> list[str]:
+        return sorted(p.name for p in folder.rglob("*") if ".partial" in p.name)
+
+    def test_faceless_still_driver_is_an_error_naming_the_file(self, run, tmp_path):
+        source = write_image(tmp_path / "s.png", 128, 128)
+        dark = write_image(tmp_path / "dark.png", 64, 64, value=0)
+        code, out, err = run(source, dark, tmp_path / "new" / "o.png")
+        assert code == 2 and out == ""
+        assert err.startswith(f"error: --driving {dark}: no face found in the driving image, so nothing was reenacted")
+        assert "--driver-is-crop" in err and err.count("\n") == 1
+        assert not (tmp_path / "new").exists() and self.leftovers(tmp_path) == []
+
+    def test_the_aligner_warning_is_left_to_the_summary(self, run, tmp_path, caplog):
+        """One line on failure, a clean bar on success: the per-chunk "no face" warning is not logged (unless -v)."""
+        source, dark = write_image(tmp_path / "s.png", 128, 128), write_image(tmp_path / "dark.png", 64, 64, value=0)
+        with caplog.at_level(logging.WARNING):
+            assert run(source, dark, tmp_path / "o.png")[0] == 2
+        assert [r for r in caplog.records if r.name.startswith("pasl.align")] == []
+        assert logging.getLogger("pasl.align").level == logging.NOTSET  # restored for the library's callers
+
+    def test_ctrl_c_is_one_line_and_status_130(self, run, tmp_path, monkeypatch):
+        def interrupted(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr("pasl.files.reenact_files", interrupted)
+        code, out, err = run(write_image(tmp_path / "s.png", 128, 128), write_image(tmp_path / "d.png", 64, 64), tmp_path / "o.png")
+        assert (code, out, err) == (130, "", "error: interrupted (no output was kept)\n")
+
+    def test_faceless_source_says_it_is_the_source(self, run, tmp_path):
+        dark = write_image(tmp_path / "dark.png", 64, 64, value=0)
+        code, out, err = run(dark, write_image(tmp_path / "d.png", 64, 64), tmp_path / "o.png")
+        assert code == 2 and err.startswith(f"error: --source {dark}: no face found in the source image")
+        assert "--source-is-crop" in err and "--backend dlib" in err and err.count("\n") == 1
+        assert not (tmp_path / "o.png").exists()
+
+    def test_faceless_video_leaves_no_file(self, run, tmp_path):
+        driving = write_video(tmp_path / "dark.mp4", dark=(0, 1, 2, 3))
+        code, out, err = run(write_image(tmp_path / "s.png", 128, 128), driving, tmp_path / "out" / "o.mp4", "--chunk-size", "2")
+        assert code == 2 and err == (f"error: --driving {driving}: no face found in any of its 4 frames, so nothing was reenacted "
+                                     f"(backend 'scripted', --select largest); check that it shows a human face not much smaller "
+                                     "than ~40 px, try --backend dlib (it finds more large-pose faces than dlib-hog), or give "
+                                     "--driver-is-crop if it is already an aligned face crop\n")
+        assert not (tmp_path / "out").exists() and self.leftovers(tmp_path) == []
+
+    def test_video_with_some_faceless_frames_lists_them(self, run, tmp_path):
+        driving = write_video(tmp_path / "d.mp4", dark=(1, 2))
+        code, out, err = run(write_image(tmp_path / "s.png", 128, 128), driving, tmp_path / "o.mp4", "--chunk-size", "3")
+        assert code == 0 and err == ""  # stderr is not a terminal: no bar, no stage lines
+        lines = out.splitlines()
+        assert lines[0] == "no face in frames 1, 2 (passed through unchanged)"
+        assert lines[-1].startswith("2 of 4 frames reenacted in ") and lines[-1].endswith(f"-> {tmp_path / 'o.mp4'}")
+        assert probe(tmp_path / "o.mp4").frames == 4 and self.leftovers(tmp_path) == []
+
+    def test_folder_passes_faceless_images_and_fails_only_when_none_has_a_face(self, run, tmp_path):
+        source = write_image(tmp_path / "s.png", 128, 128)
+        drivers = tmp_path / "drivers"
+        drivers.mkdir()
+        write_image(drivers / "a.png", 64, 64, value=0)
+        write_image(drivers / "b.png", 64, 64, value=0)
+        code, out, err = run(source, drivers, tmp_path / "out")
+        assert code == 2 and err.startswith(f"error: --driving {drivers}: no face found in any of its 2 images")
+        assert not (tmp_path / "out").exists()
+        write_image(drivers / "c.png", 64, 64)
+        code, out, err = run(source, drivers, tmp_path / "out")
+        assert code == 0 and "no face in frames 0, 1 (passed through unchanged)" in out
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
+
+    def test_library_raises_no_face_for_a_still_driver(self, reenactor, tmp_path):
+        dark = write_image(tmp_path / "dark.png", 64, 64, value=0)
+        with pytest.raises(NoFaceError, match="no face found in the driving image"):
+            reenact_files(reenactor, write_image(tmp_path / "s.png", 128, 128), dark, tmp_path / "o.png")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["dark.png", "s.png"]
+
+    def test_non_finite_generator_output_is_an_error_and_no_file(self, run, tmp_path, monkeypatch):
+        from pasl.aeg import Generator
+
+        monkeypatch.setattr(Generator, "forward", lambda self, depth, landmarks, style: torch.full_like(depth, float("nan")))
+        code, out, err = run(write_image(tmp_path / "s.png", 128, 128), write_image(tmp_path / "d.png", 64, 64), tmp_path / "o.png")
+        assert code == 2 and err == ("error: the generator produced non-finite pixels (NaN or inf) in frame 0 running in float32; "
+                                     "try --precision fp32 and check the AEG checkpoint\n")
+        assert not (tmp_path / "o.png").exists() and self.leftovers(tmp_path) == []
+
+    def test_interrupt_removes_the_partial_video(self, reenactor, tmp_path):
+        driving = write_video(tmp_path / "d.mp4", dark=())
+
+        def interrupt(done: int, total: int) -> None:
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            reenact_files(reenactor, write_image(tmp_path / "s.png", 128, 128), driving, tmp_path / "o.mp4", chunk_size=2,
+                          progress=interrupt)
+        assert not (tmp_path / "o.mp4").exists() and self.leftovers(tmp_path) == []
+
+    def test_forced_progress_bar_and_the_final_line(self, run, tmp_path):
+        drivers = tmp_path / "drivers"
+        drivers.mkdir()
+        write_image(drivers / "a.png", 64, 64)
+        write_image(drivers / "b.png", 64, 64)
+        code, out, err = run(write_image(tmp_path / "s.png", 128, 128), drivers, tmp_path / "out", "--progress")
+        assert code == 0
+        assert "loading models (cpu, fp32) ..." in err and "encoding source ..." in err
+        assert "reenacting: 100%" in err and "2/2" in err and "frame" in err  # tqdm's bar, with its rate
+        assert re.search(r"2/2 \[\d\d:\d\d<\d\d:\d\d", err)  # elapsed < ETA
+        assert re.fullmatch(r"2 frames reenacted in \d+\.\d s \(\d+\.\d+ frames/s; backend scripted, cpu fp32\) -> "
+                            + re.escape(str(tmp_path / "out")) + "\n", out)
+
+    def test_photo_stage_lines_only_when_asked(self, run, tmp_path):
+        source, driving = write_image(tmp_path / "s.png", 128, 128), write_image(tmp_path / "d.png", 64, 64)
+        code, out, err = run(source, driving, tmp_path / "o.png", "--progress")
+        assert code == 0 and err.splitlines() == ["loading models (cpu, fp32) ...", "encoding source ...", "reenacting ..."]
+        assert out.startswith("1 frame reenacted in ")
+        code, out, err = run(source, driving, tmp_path / "o.png", "--no-progress")
+        assert code == 0 and err == ""
+
+
+def test_real_profile_photo_as_driver_is_an_error(folder, tmp_path, capsys):
+    """The user's case: a profile photo (dlib's frontal detector finds no face, manifest ``faces: 0``) used to exit 0
+    and write the driver unchanged."""
+    photos = Path(__file__).resolve().parents[2] / "shared" / "assets" / "faces" / "photos"
+    pytest.importorskip("dlib")
+    if not (photos / "skimage_camera.png").exists():
+        skip_or_fail("../shared/assets is not available")
+    out = tmp_path / "out.png"
+    code = cli(["reenact", "--source", str(photos / "facerec_obama.jpg"), "--driving", str(photos / "skimage_camera.png"),
+                "--out", str(out), "--weights-dir", str(folder), "--backend", "dlib-hog"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"error: --driving {photos / 'skimage_camera.png'}: no face found in the driving image")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_official_demo_preset_from_the_command_line(folder, tmp_path, capsys):
@@ -189,4 +352,4 @@ def test_official_demo_preset_from_the_command_line(folder, tmp_path, capsys):
     assert truncated.shape == (256, 256, 3)  # the aligned crop, not pasted back
     difference = rounded - truncated
     assert difference.min() >= 0 and difference.max() <= 1 and 0.2 < (difference == 1).mean() < 0.8
-    assert "1 frames reenacted" in capsys.readouterr().out
+    assert "1 frame reenacted in " in capsys.readouterr().out

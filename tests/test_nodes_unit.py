@@ -438,7 +438,7 @@ class TestReenact:
     def test_three_frames_end_to_end(self, reenacted, driving):
         image, faces, mask, report = reenacted.outputs
         assert image.shape == (3, HEIGHT, WIDTH, 3) and faces.shape == (3, 256, 256, 3) and mask.shape == (3, HEIGHT, WIDTH)
-        assert report == "2 of 3 frames reenacted; no face in frames 1 (passed through unchanged)"
+        assert report == "2 of 3 frames reenacted; no face in frame 1 (passed through unchanged)"
         assert torch.equal(image[DARK], driving[DARK]) and float(mask[DARK].max()) == 0.0
         assert all(float(mask[i].max()) > 0.9 for i in (0, 2))
         assert reenacted.progress[-1] == (3, 3)

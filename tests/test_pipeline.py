@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from pasl.errors import MissingWeightError, NoFaceError
+from pasl.align.types import Face
+from pasl.errors import MissingWeightError, NoFaceError, NonFiniteError
 from pasl.models import load_models
 from pasl.pipeline import ReenactOptions, Reenactor, RunSummary, frames_to_chunks
 from pasl.shape import shape_codes
@@ -119,7 +120,7 @@ class TestReenact:
         parts = list(reenactor.reenact_stream(source, frames_to_chunks(driving, 2), progress=seen.append, summary=summary))
         assert [p.first_frame for p in parts] == [0, 2, 4] and seen == [2, 4, 5]
         torch.testing.assert_close(torch.cat([p.faces for p in parts]), whole.faces, atol=1e-4, rtol=0)  # batch-size numerics
-        assert summary.faceless == [2] and "no face in frames 2" in summary.text()
+        assert summary.faceless == [2] and "4 of 5 frames reenacted; no face in frame 2 (passed" in summary.text()
 
     def test_stream_without_any_face_is_an_error(self, reenactor, source):
         with pytest.raises(NoFaceError, match="no face in any of the 3 driving frames"):
@@ -156,6 +157,69 @@ class TestReenact:
         r = Reenactor(models, ScriptedDetector(), ReenactOptions(smoothing=0.0, paste_back=False))
         result = r.reenact(source, [frames(1, 100, 80)[0], frames(1, 300, 500)[0]])
         assert result.faces.shape == (2, 3, 256, 256)
+
+
+class TwoFaces(ScriptedDetector):
+    """The scripted face plus a smaller one in the top-left corner: two faces in every frame."""
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        faces = super().detect(image)
+        if faces:
+            small = Face(box=faces[0].box * 0.3, score=2.0, landmarks=faces[0].landmarks * 0.3)
+            faces = [small, faces[0]]  # the small one first: "score" would pick it, "largest" must not
+        return faces
+
+
+class TestHonestOutcomes:
+    def test_non_finite_faces_are_an_error_naming_the_frames(self, models, source, monkeypatch):
+        """A generator that returns NaN (fp16 overflow, a damaged checkpoint) must stop the run, not be pasted."""
+        generator = models.aeg.generator
+        monkeypatch.setattr(generator, "forward", lambda depth, landmarks, style: torch.full_like(depth, float("nan")))
+        r = Reenactor(models, ScriptedDetector(), ReenactOptions(smoothing=0.0))
+        with pytest.raises(NonFiniteError) as caught:
+            r.reenact(source, frames(3, dark=(1,)), first_frame=10)
+        message = str(caught.value)
+        assert message.startswith("the generator produced non-finite pixels (NaN or inf) in frames 10, 12 running in float32")
+        assert "--precision fp32" in message and "\n" not in message
+
+    def test_inf_in_one_frame_is_caught_too(self, models, source, monkeypatch):
+        real = models.aeg.generator.forward
+
+        def one_bad(depth, landmarks, style):
+            out = real(depth, landmarks, style).clone()
+            out[-1, 0, 5, 5] = float("inf")
+            return out
+
+        monkeypatch.setattr(models.aeg.generator, "forward", one_bad)
+        r = Reenactor(models, ScriptedDetector(), ReenactOptions(smoothing=0.0, batch_size=8))
+        with pytest.raises(NonFiniteError, match=r"in frame 1 running"):
+            r.reenact(source, frames(2))
+
+    def test_summary_grammar(self):
+        assert RunSummary(frames=1).text() == "1 frame reenacted"
+        assert RunSummary(frames=12).text() == "12 frames reenacted"
+        assert RunSummary(frames=12, faceless=[3]).text() == "11 of 12 frames reenacted; no face in frame 3 (passed through unchanged)"
+        assert RunSummary(frames=3, faceless=[0, 2]).notes() == ["no face in frames 0, 2 (passed through unchanged)"]
+
+    def test_several_faces_say_how_many_and_which_was_used(self, models):
+        r = Reenactor(models, TwoFaces(), ReenactOptions(smoothing=0.0))
+        face = r.encode_source(frames(1, 300, 300))
+        summary = RunSummary()
+        list(r.reenact_stream(face, [frames(1)], summary=summary))
+        assert summary.notes() == ["source: 2 faces, used the largest", "driver: 2 faces in frame 0, used the largest"]
+        assert summary.text() == "1 frame reenacted; source: 2 faces, used the largest; driver: 2 faces in frame 0, used the largest"
+        summary = RunSummary()
+        list(r.reenact_stream(face, frames_to_chunks(frames(4, dark=(2,)), 2), summary=summary))
+        assert "driver: several faces (up to 2) in frames 0, 1, 3, used the largest" in summary.notes()
+        index = Reenactor(models, TwoFaces(), ReenactOptions(smoothing=0.0, select=0))
+        summary = RunSummary()
+        list(index.reenact_stream(index.encode_source(frames(1, 300, 300)), [frames(1)], summary=summary))
+        assert "driver: 2 faces in frame 0, used face 0 counted from the image's left" in summary.notes()
+
+    def test_one_face_is_not_mentioned(self, reenactor, source):
+        summary = RunSummary()
+        list(reenactor.reenact_stream(source, [frames(2)], summary=summary))
+        assert summary.source_faces == 1 and summary.notes() == [] and summary.text() == "2 frames reenacted"
 
 
 @pytest.fixture(scope="module")
