@@ -99,14 +99,13 @@ def _flame_for_bench(folders: list[str]):
     available template mesh + landmark embedding with zero blend shapes (identical cost)."""
     import numpy as np
 
-    from .catalog import find, search_folders
+    from .catalog import find, resolve_weights
     from .flame import FLAME
     from .flame_files import load_flame, read_head_template, read_landmark_embedding
-    from .models import _flame_files
 
-    searched = search_folders(folders)
-    model, embedding = _flame_files(None, None, searched)
-    template_path = (find("head_template", searched) or [None])[0]
+    files = resolve_weights(folders, require_shape_stage=False)  # the same FLAME files a run would load
+    searched, model, embedding = files.searched, files.flame, files.landmark_embedding
+    template_path = files.head_template
     if template_path is None:
         raise SystemExit(
             "the render benchmark needs head_template.obj (https://github.com/yfeng95/DECA/tree/master/data); pass --weights-dir"
