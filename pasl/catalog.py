@@ -276,9 +276,10 @@ def find(key: str, folders: list[Path]) -> list[Path]:
 
 DEMO_STEP = "204000"
 """The demo AEG checkpoint, preferred when several are found."""
-PAE_FILES = {kind: f"POE/{kind}/Backbone_IR_50_Epoch_{epoch}.pth" for kind, epoch in
-             (("FF", 80), ("FS", 80), ("FP", 120), ("SS", 100), ("SP", 150), ("PP", 100))}
-"""The six PAE networks as released (``pasl.pae.OFFICIAL_EPOCHS``; a test keeps the two equal)."""
+PAE_EPOCHS = {"FF": 80, "FS": 80, "FP": 120, "SS": 100, "SP": 150, "PP": 100}
+"""``Backbone_IR_50_Epoch_{n}.pth`` of each released PAE network, by pair kind (``docs/official-code.md`` §3.1, §7)."""
+PAE_FILES = {kind: f"POE/{kind}/Backbone_IR_50_Epoch_{epoch}.pth" for kind, epoch in PAE_EPOCHS.items()}
+"""The six PAE networks as released."""
 TWIN_KEYS = ("aeg", "deca")
 """Kinds whose official pickle ``install.py`` / ``convert-weights`` convert to a ``.safetensors`` twin."""
 DOCTOR_HINT = "run `python -m pasl doctor` for details"
@@ -440,7 +441,7 @@ def resolve_weights(
             what = "AEG checkpoint" if key == "aeg" else entry(key).purpose
             problems.append(f"no {what} found ({' or '.join(entry(key).patterns)}); {_advice(key, destination)}")
     if identity == "pae":
-        pairs = {_pair_of(p) for p in find("pae", searched)}
+        pairs = {pae_pair_of(p) for p in find("pae", searched)}
         absent = [name for kind, name in PAE_FILES.items() if kind not in pairs]
         if absent:
             problems.append(f"{entry('pae').purpose}: {', '.join(absent)} not found; {_advice('pae', destination)}")
@@ -449,8 +450,8 @@ def resolve_weights(
     return RunFiles(aeg_path, deca_path, flame_path, embedding_path, template_path, searched, shape_missing, problems)
 
 
-def _pair_of(path: Path) -> str | None:
-    """The PAE pair of a file: its nearest parent folder named FF ... PP (as :func:`pasl.pae.find_pae_files`)."""
+def pae_pair_of(path: Path) -> str | None:
+    """The PAE pair of a file: its nearest parent folder named FF, FS, FP, SS, SP or PP (any case)."""
     return next((parent.name.upper() for parent in path.parents if parent.name.upper() in PAE_FILES), None)
 
 

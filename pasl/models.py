@@ -86,7 +86,7 @@ def load_models(
     Each file may be given explicitly; otherwise it is found by name in ``folders``,
     ``$PASL_WEIGHTS`` and the default folders (:func:`pasl.catalog.search_folders`); an official
     pickle gives way to its verified ``.safetensors`` twin (:func:`pasl.catalog.prefer_twins`).
-    Every file is resolved by :func:`check_weights` before anything is loaded.
+    Every file is resolved (:func:`pasl.catalog.resolve_weights`) and all missing ones reported before anything is loaded.
 
     ``identity`` loads identity encoders for :mod:`pasl.identity`: ``None`` (default) none,
     ``"auto"`` the six PAE networks when all are found, else an ArcFace IR-50 when found,
@@ -101,10 +101,9 @@ def load_models(
     from .csg.encoder import load_shape_encoder
     from .flame_files import load_flame, load_head_template
 
-    check_weights(folders, aeg, identity, deca=deca, flame=flame, landmark_embedding=landmark_embedding,
-                  head_template=head_template, require_shape_stage=require_shape_stage)  # every missing file at once, before loading
     files = resolve_weights(folders, aeg=aeg, deca=deca, flame=flame, landmark_embedding=landmark_embedding,
                             head_template=head_template, require_shape_stage=require_shape_stage, identity=identity)
+    files.require()  # every missing file at once, before loading
     searched, device, missing = files.searched, torch.device(device), files.shape_missing
     aeg_path, deca_path, flame_path, embedding_path, template_path = (
         files.aeg, files.deca, files.flame, files.landmark_embedding, files.head_template)

@@ -22,7 +22,6 @@ authors' scripts, so no extra 3D model is needed.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -32,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .catalog import entry, find, search_folders, where_to_get
+from .catalog import PAE_EPOCHS, PAE_FILES, entry, find, pae_pair_of, search_folders, where_to_get
 from .errors import MissingWeightError, WeightFileError
 from .imageops import to_uint8_hwc
 from .lbs import batch_rodrigues, yaw_from_rotation
@@ -48,8 +47,8 @@ PROFILE_MIN_DEG = 60.0
 """|yaw| at or above this is profile (P); in between is semi-profile (S)."""
 PAIR_KINDS = ("FF", "FS", "FP", "SS", "SP", "PP")
 """One network per unordered pair of pose bins, named as the official ``POE/`` folders."""
-OFFICIAL_EPOCHS = {"FF": 80, "FS": 80, "FP": 120, "SS": 100, "SP": 150, "PP": 100}
-"""``Backbone_IR_50_Epoch_{n}.pth`` of each released network (``docs/official-code.md`` §3.1, §7)."""
+OFFICIAL_EPOCHS = PAE_EPOCHS
+"""``Backbone_IR_50_Epoch_{n}.pth`` of each released network (the catalogue's table)."""
 Protocol = Literal["fixed", "official"]
 PROTOCOLS: tuple[str, ...] = ("fixed", "official")
 IR50_STAGES = ((64, 3), (128, 4), (256, 14), (512, 3))
@@ -247,22 +246,13 @@ class PoseAdaptedEncoders(nn.Module):
         return cosine_similarity(self.embed(faces_a, kinds, protocol), self.embed(faces_b, kinds, protocol)), kinds
 
 
-_PAIR_FOLDER = re.compile(r"^(FF|FS|FP|SS|SP|PP)$", re.IGNORECASE)
-
-
-def _pair_kind_of(path: Path) -> str | None:
-    """The pair kind of a PAE file: the nearest parent folder named FF, FS, FP, SS, SP or PP."""
-    for parent in path.parents:
-        if _PAIR_FOLDER.match(parent.name):
-            return parent.name.upper()
-    return None
 
 
 def find_pae_files(folders: list[Path]) -> dict[str, Path]:
     """The PAE file of each pair kind found under ``folders`` (first found wins)."""
     files: dict[str, Path] = {}
     for path in find("pae", folders):
-        kind = _pair_kind_of(path)
+        kind = pae_pair_of(path)
         if kind is None:
             log.warning("%s: not inside an FF/FS/FP/SS/SP/PP folder, so its pose pair is unknown; ignored", path)
         elif kind in files:
@@ -287,7 +277,7 @@ def load_pae(
     files = find_pae_files(searched)
     missing = [k for k in PAIR_KINDS if k not in files]
     if missing:
-        wanted = ", ".join(f"POE/{k}/Backbone_IR_50_Epoch_{OFFICIAL_EPOCHS[k]}.pth" for k in missing)
+        wanted = ", ".join(PAE_FILES[k] for k in missing)
         searched_text = ", ".join(map(str, searched))
         raise MissingWeightError(f"PAE identity networks missing: {wanted} (searched {searched_text}). {where_to_get('pae')}")
     return PoseAdaptedEncoders({k: load_ir50(files[k], device) for k in PAIR_KINDS}, {k: k for k in PAIR_KINDS})
