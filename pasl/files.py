@@ -6,17 +6,15 @@ Videos are streamed in chunks and keep the driver's audio.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import secrets
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .atomic import atomic_output, remove_empty
 from .errors import NoFaceError
 from .imageops import read_image, to_uint8_hwc
 from .pipeline import ReenactedChunk, Reenactor, RunSummary, SourceFace
@@ -39,35 +37,6 @@ def read_rgb(path: str | Path) -> np.ndarray:
 def _output_images(chunk: ReenactedChunk, rounding: str = "round") -> np.ndarray:
     images = chunk.frames if chunk.frames is not None else chunk.faces
     return to_uint8_hwc(images, rounding)  # (B, H, W, 3) uint8
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` (same folder, same suffix, so writers pick the same
-    format) and move it onto ``path`` only when the block ends normally.
-
-    On any exception, Ctrl-C included, the temporary file and the folders this call created are
-    removed: a failed run leaves nothing behind, and an earlier ``path`` is never half overwritten.
-    """
-    path = Path(path)
-    created = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a fresh name, created by the writer itself, so the file gets the usual permissions (mkstemp's are 0600)
-    temporary = path.parent / f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.partial{path.suffix}"
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        _remove_empty(created)
-        raise
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove the folders a failed run created (deepest first), where they are still empty."""
-    for folder in folders:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
 
 
 def _save_image(chunk: ReenactedChunk, path: Path, rounding: str) -> None:
@@ -135,7 +104,7 @@ def reenact_files(
     Frames and images without a face pass through unchanged and are listed in the summary. It is an
     error (:class:`NoFaceError`, naming ``--source`` or ``--driving`` and the file) when the source has
     no face, or when nothing was reenacted: a still driver without a face, a folder or video in which
-    no image or frame has one. Every output is written atomically (:func:`atomic_output`), so a failed
+    no image or frame has one. Every output is written atomically (:func:`pasl.atomic.atomic_output`), so a failed
     or interrupted run leaves no file behind.
 
     ``progress(done, total)`` is called after every chunk (total 0 when unknown); ``stage(name)``
@@ -186,7 +155,7 @@ def _reenact_folder(reenactor: Reenactor, face: SourceFace, driving: Path, out: 
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
-        _remove_empty(created)
+        remove_empty(created)
         raise
 
 

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import pickle
-import uuid
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import atomic_output
 from .catalog import WEIGHT_FOLDERS
 from .errors import MissingWeightError, WeightFileError
 
@@ -238,7 +238,7 @@ def save_converted(
 
     The suffix picks the file format: ``.safetensors`` (metadata in its header) or ``.npz``
     (metadata as JSON in the ``__metadata__`` array; read with ``allow_pickle=False``). The
-    file appears only once complete (a temporary file in the same folder, then ``os.replace``),
+    file appears only once complete (:func:`pasl.atomic.atomic_output`),
     so an interrupted conversion never leaves a truncated file that looks converted.
 
     Args:
@@ -252,9 +252,7 @@ def save_converted(
     dst = check_destination(dst, CONVERTED_SUFFIXES)
     metadata = provenance(format=format, sources=sources, format_version=format_version, extra=extra)
     flat = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")  # same folder: os.replace is atomic
-    try:
+    with atomic_output(dst) as tmp:
         if dst.suffix == ".npz":
             arrays = {name: tensor.numpy() for name, tensor in flat.items()}
             with open(tmp, "wb") as handle:  # an open handle keeps np.savez from appending ".npz"
@@ -264,8 +262,4 @@ def save_converted(
 
             save_file(flat, str(tmp), metadata=metadata)
         os.chmod(tmp, 0o666 & ~_umask())  # a new file's usual mode: safetensors writes 0600
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return metadata
