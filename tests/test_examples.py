@@ -1,0 +1,38 @@
+"""The shipped sample media: small, decodable, and every face in them found by the offline detector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pasl.imageops import read_image
+from pasl.video import probe, read_video
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SAMPLES = ("source.jpg", "driving.mp4", "driving_profile.jpg")
+
+
+def test_samples_are_small_enough_to_ship():
+    sizes = {name: (EXAMPLES / name).stat().st_size for name in SAMPLES}
+    assert all(0 < size < 400_000 for size in sizes.values()), sizes
+
+
+def test_clip_decodes_to_its_documented_length():
+    info = probe(EXAMPLES / "driving.mp4")
+    frames = read_video(EXAMPLES / "driving.mp4")
+    assert frames.shape == (48, 320, 320, 3) and frames.dtype == np.uint8
+    assert abs(float(info.fps) - 12.0) < 1e-6
+
+
+@pytest.mark.parametrize("model", ["hog", "cnn"])
+def test_every_sample_shows_one_face(model):
+    pytest.importorskip("dlib")
+    from pasl.align.detect import DlibDetector
+
+    detector = DlibDetector(model)
+    for name in ("source.jpg", "driving_profile.jpg"):
+        assert len(detector.detect(read_image(EXAMPLES / name))) == 1, name
+    frames = read_video(EXAMPLES / "driving.mp4", step=1 if model == "hog" else 8)
+    assert all(len(detector.detect(frame)) == 1 for frame in frames)
