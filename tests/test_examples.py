@@ -39,4 +39,4 @@ def test_every_sample_shows_one_face(model):
     for frame in frames:
         faces = detector.detect(frame)
         largest = max(faces, key=lambda face: face.area)
-        assert largest.center[1] < 200 and largest.area > 80 * 80, (largest.box, len(faces))
+        assert largest.center[1] < 200 and largest.area > 60 * 60, (largest.box, len(faces))
