@@ -226,3 +226,42 @@ def test_numpy_free_of_surprises():
     """Edits accept the float32 codes DECA gives and return float32."""
     out = edit_codes(codes(), HeadEdit(yaw=45.0))
     assert out.pose.dtype == torch.float32 and np.isfinite(out.pose.numpy()).all()
+
+
+class TestKeyframes:
+    def test_keyframes_are_hit_exactly_and_the_path_is_monotone(self, flame):
+        from pasl.keyframes import animate_codes, parse_keyframes
+
+        source = codes(yaw_deg=0.0)
+        keyframes = parse_keyframes("0: yaw=0; 24: yaw=75, jaw=10; 48: yaw=0")
+        out = animate_codes(source, keyframes, 49, flame=flame)
+        assert out.batch_size == 49
+        for keyframe in keyframes:
+            expected = edit_codes(source, keyframe.edit, flame=flame)
+            assert torch.equal(out.pose[keyframe.frame], expected.pose[0]) and torch.equal(out.cam[keyframe.frame], expected.cam[0])
+        yaw = head_angles(out)[:, 0]
+        assert (yaw[1:25] - yaw[:24] > 0).all() and (yaw[25:] - yaw[24:-1] < 0).all()
+        assert abs(float(yaw[12]) - 37.5) < 1e-3  # ease-in-out is symmetric: half-way in time is half-way in angle
+        assert float(yaw[1] - yaw[0]) < float(yaw[12] - yaw[11])  # and starts slowly
+        for name in ("shape", "tex", "light"):
+            assert torch.equal(getattr(out, name), getattr(source, name).expand(49, *getattr(source, name).shape[1:]))
+
+    def test_linear_easing_and_holding_still(self):
+        from pasl.keyframes import animate_codes, parse_keyframes
+
+        out = animate_codes(codes(yaw_deg=0.0), parse_keyframes("5: yaw=10; 15: yaw=30"), 20, easing="linear")
+        yaw = head_angles(out)[:, 0].double()
+        assert torch.allclose(yaw[:6], torch.full((6,), 10.0, dtype=torch.float64), atol=1e-4)
+        assert torch.allclose(yaw[15:], torch.full((5,), 30.0, dtype=torch.float64), atol=1e-4)
+        assert torch.allclose(yaw[5:16], torch.linspace(10.0, 30.0, 11, dtype=torch.float64), atol=1e-3)
+
+    @pytest.mark.parametrize("text, message", [
+        ("", "no keyframes"), ("yaw=3", "must look like"), ("x: yaw=1", "not a frame number"),
+        ("0: yaw=1; 0: yaw=2", "two keyframes"), ("0: nose=1", "unknown field"), ("0: yaw=100", "must be a number in"),
+        ("0: yaw", "NAME=NUMBER"),
+    ])
+    def test_parse_errors(self, text, message):
+        from pasl.keyframes import parse_keyframes
+
+        with pytest.raises(ValueError, match=message):
+            parse_keyframes(text)
