@@ -127,7 +127,7 @@ def edit_codes(codes: FlameCodes, edit: HeadEdit, controls: "ExpressionControls 
         pose[:, 3] = math.radians(edit.jaw)
     if edit.expression != 1.0:
         exp = exp * edit.expression
-    if edit.controls:
+    if any(amount != 0.0 for amount in edit.controls.values()):
         if controls is None:
             raise ValueError(f"the expression controls {sorted(edit.controls)} need ExpressionControls (from the FLAME model)")
         exp = exp + controls.combine(edit.controls).to(exp)

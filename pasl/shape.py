@@ -194,11 +194,24 @@ def render_conditioning(flame, faces: torch.Tensor, shapes: ShapeCodes, flatten:
             rows = index.to(device)
             depth[rows], landmark_maps[rows] = render_conditioning(flame, faces, with_face, flatten)
         return depth, landmark_maps
+    vertices, landmarks = _project(flame, shapes, with_vertices=True)
+    return conditioning_maps(vertices, landmarks, faces.to(device), flatten=flatten)
+
+
+def _project(flame, shapes: ShapeCodes, with_vertices: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """FLAME posed by ``shapes`` and projected into the 256 crop: vertices (or None) and the 68 landmarks."""
+    device = flame.v_template.device
     codes = shapes.codes.to(device=device, dtype=flame.v_template.dtype)
     output = flame(codes.shape, codes.exp, codes.pose)
-    vertices = crop_to_image(orthographic_project(output.vertices, codes.cam), shapes.tform.to(device))
-    landmarks = crop_to_image(orthographic_project(output.landmarks2d, codes.cam)[..., :2], shapes.tform.to(device))
-    return conditioning_maps(vertices, landmarks, faces.to(device), flatten=flatten)
+    tform = shapes.tform.to(device)
+    vertices = crop_to_image(orthographic_project(output.vertices, codes.cam), tform) if with_vertices else None
+    return vertices, crop_to_image(orthographic_project(output.landmarks2d, codes.cam)[..., :2], tform)
+
+
+def face_points(flame, shapes: ShapeCodes) -> torch.Tensor:
+    """``(B, 68, 2)`` the 68 landmarks of the FLAME face ``shapes`` describes, in 256-crop pixels:
+    the points the landmark map draws, e.g. for a paste-back mask around a face that was turned."""
+    return _project(flame, shapes, with_vertices=False)[1]
 
 
 def recompose_shapes(
