@@ -53,9 +53,10 @@ class HeadEdit:
         yaw, pitch, roll: head rotation in degrees (:mod:`pasl.rotations`: positive yaw turns the
             face towards the image's right, positive pitch turns it down, positive roll tilts it
             counter-clockwise in the image).
-        add: ``True``: the angles are added to the source's (composed as the rotation
-            ``angles(source) + delta``, read back in the same convention); ``False``: they replace them.
-        jaw: jaw opening in degrees (0 = closed; replaces the source's jaw).
+        add: ``True``: the angles and the jaw opening are added to the source's (angles as
+            ``angles(source) + delta`` in the same convention, the jaw kept in 0 .. :data:`MAX_JAW`);
+            ``False``: they replace them.
+        jaw: jaw opening in degrees (0 = closed).
         expression: factor on the source's expression codes (0 = neutral, 1 = unchanged).
         controls: named expression controls and their amounts (see :class:`ExpressionControls`),
             added after the factor.
@@ -77,7 +78,7 @@ class HeadEdit:
         _check_range("yaw", self.yaw, -MAX_YAW * scale, MAX_YAW * scale)
         _check_range("pitch", self.pitch, -MAX_PITCH * scale, MAX_PITCH * scale)
         _check_range("roll", self.roll, -MAX_ROLL * scale, MAX_ROLL * scale)
-        _check_range("jaw", self.jaw, 0.0, MAX_JAW)
+        _check_range("jaw", self.jaw, -MAX_JAW if self.add else 0.0, MAX_JAW)
         _check_range("expression", self.expression, 0.0, MAX_STRENGTH)
         for name, amount in self.controls.items():
             _check_range(f"control {name!r}", amount, -MAX_STRENGTH, MAX_STRENGTH)
@@ -94,8 +95,9 @@ def jaw_opening(codes: FlameCodes) -> torch.Tensor:
 
 
 def _edited_angles(codes: FlameCodes, edit: HeadEdit) -> torch.Tensor | None:
-    if edit.yaw is None and edit.pitch is None and edit.roll is None:
-        return None
+    offsets = (edit.yaw, edit.pitch, edit.roll)
+    if all(v is None for v in offsets) or (edit.add and all(not v for v in offsets)):
+        return None  # nothing to turn: the codes stay bit for bit
     current = head_angles(codes).double()
     wanted = [edit.yaw, edit.pitch, edit.roll]
     columns = []
@@ -122,7 +124,10 @@ def edit_codes(codes: FlameCodes, edit: HeadEdit, controls: "ExpressionControls 
     angles = _edited_angles(codes, edit)
     if angles is not None:
         pose[:, :3] = angles_to_axis_angle(angles).to(pose.dtype)
-    if edit.jaw is not None:
+    if edit.jaw and edit.add:  # closing stops at 0 (or at the face's own value if DECA read it slightly negative)
+        opened = pose[:, 3] + math.radians(edit.jaw)
+        pose[:, 3] = torch.minimum(torch.maximum(opened, pose[:, 3].clamp(max=0.0)), torch.tensor(math.radians(MAX_JAW)))
+    elif edit.jaw is not None and not edit.add:
         pose[:, 3:] = 0.0
         pose[:, 3] = math.radians(edit.jaw)
     if edit.expression != 1.0:

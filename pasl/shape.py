@@ -210,8 +210,10 @@ def _project(flame, shapes: ShapeCodes, with_vertices: bool) -> tuple[torch.Tens
 
 def face_points(flame, shapes: ShapeCodes) -> torch.Tensor:
     """``(B, 68, 2)`` the 68 landmarks of the FLAME face ``shapes`` describes, in 256-crop pixels:
-    the points the landmark map draws, e.g. for a paste-back mask around a face that was turned."""
-    return _project(flame, shapes, with_vertices=False)[1]
+    the points the landmark map draws (``x * 128 + 128`` of their NDC, as the official drawing
+    de-normalises them), e.g. for a paste-back mask around a face that was turned."""
+    ndc = _project(flame, shapes, with_vertices=False)[1]
+    return ndc * (ALIGNED_SIZE / 2) + ALIGNED_SIZE / 2
 
 
 def recompose_shapes(

@@ -117,8 +117,11 @@ class TestHeadEdit:
 
     def test_add_and_keep(self, flame):
         base = codes(yaw_deg=20.0)
-        edited = edit_codes(base, HeadEdit(yaw=30.0, roll=-10.0, add=True), flame=flame)
+        edited = edit_codes(base, HeadEdit(yaw=30.0, roll=-10.0, add=True, jaw=5.0), flame=flame)
         assert torch.allclose(head_angles(edited).double(), torch.tensor([[50.0, -5.0, -7.0]], dtype=torch.float64), atol=1e-3)
+        assert torch.allclose(jaw_opening(edited), jaw_opening(base) + 5.0, atol=1e-5)
+        closed = edit_codes(base, HeadEdit(jaw=-30.0, add=True))
+        assert float(jaw_opening(closed)) == 0.0 and torch.equal(closed.pose[:, 4:], base.pose[:, 4:])
 
     def test_identity_codes_untouched_and_jaw_set(self, flame):
         controls = ExpressionControls.from_flame(flame)

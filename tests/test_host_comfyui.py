@@ -40,6 +40,8 @@ CONTRACT = {
     "PASLPasteBack": ("PASL Paste Back", ["IMAGE", "MASK"]),
     "PASLReenact": ("PASL Reenact", ["IMAGE", "IMAGE", "MASK", "STRING"]),
     "PASLIdentityScore": ("PASL Identity Score", ["FLOAT", "STRING"]),
+    "PASLShapeEdit": ("PASL Shape Edit", ["PASL_SHAPE", "IMAGE", "MASK"]),
+    "PASLAnimatePortrait": ("PASL Animate Portrait", ["IMAGE", "IMAGE", "STRING"]),
 }
 """node id -> (display name, output types) the workflows and users rely on."""
 LOADER, GENERATE, SAVE = "1", "6", "7"

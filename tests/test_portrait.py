@@ -37,8 +37,9 @@ def test_face_points_are_the_landmarks_the_map_draws(models, source):
     points = face_points(models.flame, shapes)
     depth, drawn = render_conditioning(models.flame, models.faces, shapes)
     vertices_unused = torch.zeros(1, models.flame.v_template.shape[0], 3)
-    _, redrawn = conditioning_maps(vertices_unused, points, models.faces)  # the drawing of exactly these points
+    _, redrawn = conditioning_maps(vertices_unused, (points - 128) / 128, models.faces)  # the drawing of exactly these points
     assert points.shape == (1, 68, 2) and torch.equal(drawn, redrawn)
+    assert 0 < float(points.min()) and float(points.max()) < 256  # crop pixels, the face inside the crop
 
 
 def test_turned_source_is_generated_and_pasted_with_the_union_mask(models, source, photo):
