@@ -95,7 +95,6 @@ def fetch_into(part: Path, open_at: Opener, name: str = "") -> int:
     A server that ignores ``Range`` (200 instead of 206) makes the transfer start again from 0; one
     that refuses the range (416: the ``.part`` is stale) gets a fresh start too.
     """
-    part.parent.mkdir(parents=True, exist_ok=True)
     problem = "no answer"
     for attempt in range(RETRIES + 1):
         offset = part.stat().st_size if part.exists() else 0
@@ -115,6 +114,7 @@ def fetch_into(part: Path, open_at: Opener, name: str = "") -> int:
             total = _total_size(response, offset)
             dropped = False
             bar = _progress(total, offset, name)
+            part.parent.mkdir(parents=True, exist_ok=True)  # only once there is something to write
             try:
                 with open(part, "ab" if offset else "wb") as out:
                     while True:
