@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("what", nargs="?", default="all", choices=["all", "aeg", "deca", "flame", "pae", "fan"],
                        help="what to fetch (default: all)")
-    fetch.add_argument("--to", default=None,
+    fetch.add_argument("--to", default=None, metavar="DIR",
                        help="weights folder (default: the first folder model discovery searches, e.g. ComfyUI/models/pasl)")
     fetch.set_defaults(run=_download)
 

@@ -190,9 +190,25 @@ def test_wrong_flame_login_is_one_line_without_the_password(tmp_path, monkeypatc
     assert _no_files_left(tmp_path / "w") == []
 
 
-def test_flame_without_login_or_terminal_says_which_variables(monkeypatch):
+def test_flame_without_login_or_terminal_says_which_variables(tmp_path, monkeypatch, capsys):
     with pytest.raises(DownloadError, match="set PASL_FLAME_USERNAME and PASL_FLAME_PASSWORD"):
         flame.credentials(env={}, interactive=False)
+    monkeypatch.setattr(flame.sys.stdin, "isatty", lambda: False)
+    line = _cli_error(capsys, ["download", "flame", "--to", str(tmp_path)])
+    assert line == (
+        "error: could not download generic_model.pkl: FLAME needs your own login at https://flame.is.tue.mpg.de (free "
+        "registration): set PASL_FLAME_USERNAME and PASL_FLAME_PASSWORD, or run the command in a terminal to be asked. "
+        f"By hand: log in at {flame.FLAME_PAGE}, download FLAME2020.zip and put its generic_model.pkl in {tmp_path}; "
+        "nothing was kept."
+    )
+
+
+def test_download_all_without_a_flame_login_fetches_the_rest_first(tmp_path, monkeypatch):
+    order = []
+    monkeypatch.setattr(flame.sys.stdin, "isatty", lambda: False)
+    monkeypatch.setattr(pasl.download.fetch._Run, "job", lambda self, source, targets: order.append(source.kind))
+    download("all", tmp_path)
+    assert order == ["drive-folder", "drive", "url", "url", "drive", "url", "url", "flame"]
 
 
 def test_flame_prompt_hides_the_password(monkeypatch):

@@ -60,7 +60,10 @@ def download(what: str = "all", folder: str | Path | None = None, report: Callab
     jobs = [job for kind in kinds for job in plan(kind)]  # raises ValueError for an unknown name
     run = _Run(Path(folder) if folder is not None else model_folder(), report or log.info)
     if "flame" in kinds and not all((run.folder / t.path).is_file() for s, ts in jobs if s.kind == "flame" for t in ts):
-        run.login = flame.credentials()  # asked first, not after an hour of other downloads
+        if flame.login_available():
+            run.login = flame.credentials()  # asked first, not after an hour of other downloads
+        else:  # no login to be had: fetch the rest first, then say what FLAME needs
+            jobs = [j for j in jobs if j[0].kind != "flame"] + [j for j in jobs if j[0].kind == "flame"]
     for source, targets in jobs:
         run.job(source, targets)
     return run.outcome

@@ -39,6 +39,12 @@ class Credentials:
     password: str = field(repr=False)
 
 
+def login_available(env: Mapping[str, str] | None = None) -> bool:
+    """A login can be had without failing: both variables are set, or there is a terminal to ask on."""
+    env = os.environ if env is None else env
+    return bool(env.get(USERNAME_ENV, "").strip() and env.get(PASSWORD_ENV, "")) or sys.stdin.isatty()
+
+
 def credentials(env: Mapping[str, str] | None = None, interactive: bool | None = None) -> Credentials:
     """The user's FLAME login: from the environment, else asked for on the terminal (password hidden)."""
     env = os.environ if env is None else env
