@@ -126,6 +126,54 @@ def test_a_server_that_ignores_range_restarts_the_file(tmp_path, monkeypatch):
     assert part.read_bytes() == served.read_bytes()
 
 
+def test_a_complete_part_is_not_fetched_again_and_a_stale_one_is_restarted(tmp_path, monkeypatch):
+    served = _payload(tmp_path, 200_000)
+    complete, stale = tmp_path / "complete.part", tmp_path / "stale.part"
+    complete.write_bytes(served.read_bytes())
+    stale.write_bytes(b"y" * 300_000)  # longer than the file: not a prefix of it
+    with _serve(monkeypatch, FakeServices(files={"file.bin": served})) as server:
+        session = transfer.make_session()
+        url = f"{server.url}/files/file.bin"
+        assert transfer.fetch_into(complete, lambda offset: transfer.open_url(session, url, offset=offset)) == 200_000
+        assert [r[2] for r in server.services.requests] == ["bytes=200000-"]  # answered 416 "bytes */200000"
+        transfer.fetch_into(stale, lambda offset: transfer.open_url(session, url, offset=offset))
+    assert complete.read_bytes() == served.read_bytes() == stale.read_bytes()
+    assert [r[2] for r in server.services.requests[1:]] == ["bytes=300000-", ""]
+
+
+def test_a_run_stopped_while_checking_keeps_the_complete_part(tmp_path, monkeypatch):
+    from flame_synthetic import write_landmark_embedding
+
+    served = write_landmark_embedding(tmp_path / "landmark_embedding.npy")
+    monkeypatch.setitem(sources.EXPECTED_SHA256, "landmark_embedding.npy", _sha256(served))
+    monkeypatch.setattr(pasl.download.fetch, "plan", lambda kind: sources.plan(kind)[1:2])  # deca's embedding only
+    real_load = pasl.download.checks.strict_load
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    with _serve(monkeypatch, FakeServices(files={"landmark_embedding.npy": served})) as server:
+        monkeypatch.setattr(pasl.download.checks, "strict_load", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            download("deca", tmp_path / "w")
+        assert _no_files_left(tmp_path / "w") == ["landmark_embedding.npy.part"]
+        monkeypatch.setattr(pasl.download.checks, "strict_load", real_load)
+        assert download("deca", tmp_path / "w").downloaded == [tmp_path / "w" / "landmark_embedding.npy"]
+    assert [r[2] for r in server.services.requests] == ["", f"bytes={served.stat().st_size}-"]  # nothing sent twice
+    assert _no_files_left(tmp_path / "w") == ["downloads.json", "landmark_embedding.npy"]
+
+
+def test_a_flame_answer_that_is_no_zip_is_not_kept(tmp_path, monkeypatch, capsys):
+    page = tmp_path / "FLAME2020.zip"
+    page.write_bytes(b"Please accept the FLAME licence first.")  # sent as a file, not as a web page
+    monkeypatch.setenv(flame.USERNAME_ENV, FLAME_LOGIN[0])
+    monkeypatch.setenv(flame.PASSWORD_ENV, FLAME_LOGIN[1])
+    with _serve(monkeypatch, FakeServices(flame=(*FLAME_LOGIN, page))):
+        line = _cli_error(capsys, ["download", "flame", "--to", str(tmp_path / "w")])
+    assert line.startswith("error: could not download generic_model.pkl: the download (38 bytes) is not the zip archive FLAME2020.zip. ")
+    assert line.endswith("; nothing was kept.") and _no_files_left(tmp_path / "w") == []
+
+
 def test_folder_view_lists_files_and_subfolders(tmp_path, monkeypatch):
     listing = [(AEG_ID, "204000_nets_ema.ckpt", False), (OPTIMS_ID, "204000_optims.ckpt", False), (SUBFOLDER_ID, "old", True)]
     with _serve(monkeypatch, FakeServices(folders={AEG_FOLDER: listing})):
@@ -363,6 +411,16 @@ def test_a_file_put_there_by_hand_is_checked_and_kept(official_files, tmp_path, 
     result = json.loads(capsys.readouterr().out)
     assert result["downloaded"] == [] and len(result["already_there"]) == 3
     assert json.loads((tmp_path / "downloads.json").read_text())["files"]["deca_model.tar"]["source"] == "found in place"
+
+
+def test_the_deca_download_may_be_the_bare_checkpoint(official_files, tmp_path, monkeypatch):
+    """A torch file is a zip too: without a ``deca_model.tar`` member, the download itself is checked as the file."""
+    root, files = official_files
+    monkeypatch.setattr(pasl.download.fetch, "plan", lambda kind: sources.plan(kind)[:1])
+    with _serve(monkeypatch, FakeServices(drive_files={DECA_ID: ("deca_model.tar", files["deca_model.tar"])}, large={DECA_ID})):
+        assert download("deca", tmp_path).downloaded == [tmp_path / "deca_model.tar"]
+    assert _sha256(tmp_path / "deca_model.tar") == _sha256(files["deca_model.tar"])
+    assert _no_files_left(tmp_path) == ["deca_model.tar", "downloads.json"]
 
 
 def test_the_default_folder_is_the_one_discovery_searches_first():

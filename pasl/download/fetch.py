@@ -111,6 +111,7 @@ class _Run:
                 f"({' '.join(str(err).split())}); move it away and run the command again"
             ) from None
         manifest.record(self.folder, target.path, source="found in place", size=dest.stat().st_size, sha256=digest)
+        self.entries = manifest.read(self.folder)
         self.outcome.present.append(dest)
         return True
 
@@ -142,8 +143,11 @@ class _Run:
                 self.unpack(source, part, pending)
             else:
                 self.place(source, part, pending[0])
-        except LOAD_ERRORS as err:
+        except DownloadError as err:
             part.unlink(missing_ok=True)  # complete but wrong: resuming it cannot help
+            raise self.failure(source, pending, str(err), part) from None
+        except LOAD_ERRORS as err:
+            part.unlink(missing_ok=True)
             reason = f"the downloaded file is not a valid {entry(pending[0].key).purpose} file ({' '.join(str(err).split())})"
             raise self.failure(source, pending, reason, part) from None
         part.unlink(missing_ok=True)
@@ -203,11 +207,14 @@ class _Run:
     # ------------------------------------------------------------------ into place
 
     def place(self, source: Source, download: Path, target: Target) -> None:
-        """Check the complete download ``download`` as ``target`` and move it to its path (atomically)."""
-        dest = self.folder / target.path
-        with atomic_output(dest) as temporary:
+        """Check the complete download ``download`` as ``target``, then move it to its path (atomically).
+
+        Checked where it lies, so a run stopped during the check keeps the complete ``.part`` for the next one.
+        """
+        digest = self.check(target, download)
+        with atomic_output(self.folder / target.path) as temporary:
             os.replace(download, temporary)
-            self.check_and_record(source, target, temporary)
+        self.record(source, target, digest)
 
     def unpack(self, source: Source, archive_path: Path, targets: list[Target]) -> None:
         """Take each target out of the downloaded archive, check it and move it into place."""
@@ -216,27 +223,35 @@ class _Run:
             with zipfile.ZipFile(archive_path) as archive:
                 infos = archive.infolist()
         found = {t.path: _member(infos, t.member or t.name) for t in targets}
-        if len(targets) == 1 and found[targets[0].path] is None:
+        if source.maybe_bare and found[targets[0].path] is None:
             self.place(source, archive_path, targets[0])  # not an archive after all: the download is the file
             return
-        absent = [t.member for t in targets if found[t.path] is None]
+        absent = [str(t.member) for t in targets if found[t.path] is None]
+        if not infos:
+            raise DownloadError(f"the download ({archive_path.stat().st_size} bytes) is not the zip archive {source.archive}")
         if absent:
-            raise DownloadError(f"the archive holds no {', '.join(map(str, absent))}" if infos else "it is not a zip archive")
+            raise DownloadError(f"the archive holds no {', '.join(absent)}")
         with zipfile.ZipFile(archive_path) as archive:
             for target in targets:
                 with atomic_output(self.folder / target.path) as temporary:
                     with archive.open(found[target.path]) as member, open(temporary, "wb") as out:
                         shutil.copyfileobj(member, out, transfer.CHUNK)
-                    self.check_and_record(source, target, temporary)
+                    digest = self.check(target, temporary)
+                self.record(source, target, digest)
 
-    def check_and_record(self, source: Source, target: Target, path: Path) -> None:
+    def check(self, target: Target, path: Path) -> str:
+        """``path`` is a valid ``target`` (checksum, then strict load); its sha256."""
         digest = checks.check_digest(path, EXPECTED_SHA256.get(target.path))
         checks.strict_load(target.key, path, target.name)
+        return digest
+
+    def record(self, source: Source, target: Target, digest: str) -> None:
+        dest = self.folder / target.path
         extra = {"drive_folder": source.folder} if source.folder else {}
-        manifest.record(self.folder, target.path, source=source.url(), size=path.stat().st_size, sha256=digest, **extra)
+        manifest.record(self.folder, target.path, source=source.url(), size=dest.stat().st_size, sha256=digest, **extra)
         self.entries = manifest.read(self.folder)
-        self.outcome.downloaded.append(self.folder / target.path)
-        self.report(f"checked and saved {self.folder / target.path}")
+        self.outcome.downloaded.append(dest)
+        self.report(f"checked and saved {dest}")
 
     # ------------------------------------------------------------------ messages
 

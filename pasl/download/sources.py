@@ -71,6 +71,8 @@ class Source:
     archive: str | None = None
     folder: str = ""
     """For a file listed in a Drive folder: the folder's id (recorded, so a later run needs no listing)."""
+    maybe_bare: bool = False
+    """The "archive" may be the one weight file itself (a torch file is a zip too, but without the member)."""
 
     def page(self) -> str:
         """The page a person opens to get the file by hand."""
@@ -115,7 +117,8 @@ def plan(kind: str) -> list[Job]:
     if kind == "deca":
         data = _base(DECA_DATA_URL_ENV, DECA_DATA_URL)
         return [
-            (Source("drive", DECA_ARCHIVE, archive="pasl_deca_model.zip"), [Target("deca", "deca_model.tar", "deca_model.tar")]),
+            (Source("drive", DECA_ARCHIVE, archive="pasl_deca_model.zip", maybe_bare=True),
+             [Target("deca", "deca_model.tar", "deca_model.tar")]),
             (Source("url", data + "landmark_embedding.npy"), [Target("landmark_embedding", "landmark_embedding.npy")]),
             (Source("url", data + "head_template.obj"), [Target("head_template", "head_template.obj")]),
         ]

@@ -92,8 +92,9 @@ def fetch_into(part: Path, open_at: Opener, name: str = "") -> int:
 
     A connection that drops (or ends before the announced size) is resumed up to :data:`RETRIES`
     times; then :class:`~pasl.errors.DownloadError` is raised and ``part`` stays for a later run.
-    A server that ignores ``Range`` (200 instead of 206) makes the transfer start again from 0; one
-    that refuses the range (416: the ``.part`` is stale) gets a fresh start too.
+    A server that ignores ``Range`` (200 instead of 206) makes the transfer start again from 0. One
+    that refuses the range (416) either says the file has exactly the ``.part``'s size (it was
+    complete: a run stopped while checking it) or the ``.part`` is stale and is started again.
     """
     problem = "no answer"
     for attempt in range(RETRIES + 1):
@@ -102,6 +103,9 @@ def fetch_into(part: Path, open_at: Opener, name: str = "") -> int:
             response = open_at(offset)
         except urllib.error.HTTPError as err:
             if err.code == 416 and offset:
+                err.close()
+                if err.headers.get("Content-Range", "") == f"bytes */{offset}":
+                    return offset  # already complete
                 log.info("%s: the server refused to resume at byte %d; starting again", name, offset)
                 part.unlink()
                 continue
