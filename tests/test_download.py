@@ -183,6 +183,33 @@ def test_folder_view_lists_files_and_subfolders(tmp_path, monkeypatch):
     assert sources.folder_targets(["1_nets.ckpt", "1_optims.ckpt"]) == ["1_nets.ckpt"]  # no EMA file: the training one
 
 
+def test_checkpoints_in_a_sub_folder_are_found(tmp_path, monkeypatch):
+    folders = {AEG_FOLDER: [("1ReadmeFileId000000000", "readme.txt", False), (SUBFOLDER_ID, "demo", True)],
+               SUBFOLDER_ID: [(AEG_ID, "204000_nets_ema.ckpt", False), (OPTIMS_ID, "204000_optims.ckpt", False)]}
+    with _serve(monkeypatch, FakeServices(folders=folders)):
+        jobs = pasl.download.fetch._Run(tmp_path, print).expand(sources.Source("drive-folder", AEG_FOLDER))
+    assert jobs == [(sources.Source("drive", AEG_ID, folder=AEG_FOLDER), [sources.Target("aeg", "204000_nets_ema.ckpt")])]
+
+
+def test_a_folder_without_a_checkpoint_is_one_line(tmp_path, monkeypatch, capsys):
+    with _serve(monkeypatch, FakeServices(folders={AEG_FOLDER: [("1ReadmeFileId000000000", "readme.txt", False)]})):
+        line = _cli_error(capsys, ["download", "aeg", "--to", str(tmp_path)])
+    assert line == (
+        "error: could not download the AEG checkpoint (*_nets_ema.ckpt): the folder lists no AEG checkpoint (*_nets_ema.ckpt), "
+        f"only readme.txt. By hand: download the AEG checkpoint (*_nets_ema.ckpt) from {drive.folder_url(AEG_FOLDER)} in a "
+        f"browser and put it in {tmp_path}; nothing was kept."
+    )
+
+
+def test_importing_the_command_loads_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, pasl.download, pasl.__main__; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr[-2000:]
+
+
 def test_confirmation_page_variants():
     older = '<a id="uc-download-link" href="/uc?export=download&amp;confirm=AbCd&amp;id=1X">Download anyway</a>'
     assert drive.next_url(older, "https://drive.google.com/uc?id=1X") == "https://drive.google.com/uc?export=download&confirm=AbCd&id=1X"
