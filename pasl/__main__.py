@@ -282,9 +282,11 @@ def _message(err: BaseException) -> str:
 
 
 def _download(args: argparse.Namespace) -> dict:
-    from .download import download
+    from .download import MANIFEST, download
 
-    return {"downloaded": [str(p) for p in download(args.what, args.to)]}
+    outcome = download(args.what, args.to, report=lambda line: print(line, file=sys.stderr))
+    return {"folder": str(outcome.folder), "downloaded": [str(p) for p in outcome.downloaded],
+            "already_there": sorted(set(map(str, outcome.present))), "manifest": str(outcome.folder / MANIFEST)}
 
 
 def program_name(argv0: str | None = None) -> str:
@@ -419,11 +421,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_portrait_commands(commands)
 
     fetch = commands.add_parser(
-        "download", help="download the publicly available weight files (the optional FAN detector); nothing else is fetched",
-        epilog="Files come from the FAN authors' site, or from $PASL_DOWNLOAD_BASE_URL when set (a mirror with the same file names).",
+        "download", help="download the weight files (all, or one kind), check each by loading it, and keep only good files",
+        description="aeg: the demo AEG checkpoint (authors' Google Drive folder); deca: deca_model.tar (PASL's 'DECA model' "
+                    "archive) with DECA's landmark_embedding.npy and head_template.obj; flame: FLAME 2020's generic_model.pkl "
+                    "with your own flame.is.tue.mpg.de login (asked for, or $PASL_FLAME_USERNAME / $PASL_FLAME_PASSWORD; "
+                    "never stored); pae: the six PAE networks; fan: the optional FAN detector. Interrupted downloads resume; "
+                    "files already there and valid are kept; downloads.json records each file's source and sha256.",
+        epilog="All are for non-commercial research use under their owners' licences (see weights/README.md).",
     )
-    fetch.add_argument("what", choices=["fan"])
-    fetch.add_argument("--to", default="weights", help="weights folder (e.g. ComfyUI/models/pasl); default: weights")
+    fetch.add_argument("what", nargs="?", default="all", choices=["all", "aeg", "deca", "flame", "pae", "fan"],
+                       help="what to fetch (default: all)")
+    fetch.add_argument("--to", default=None, metavar="DIR",
+                       help="weights folder (default: the first folder model discovery searches, e.g. ComfyUI/models/pasl)")
     fetch.set_defaults(run=_download)
 
     doctor = commands.add_parser("doctor", help="list the weight files found and missing, and the available backends")
@@ -442,7 +451,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted (no output was kept)" if args.command == "reenact" else "error: interrupted", file=sys.stderr)
+        notes = {"reenact": " (no output was kept)",
+                 "download": " (a partial download stays as a .part file: run the same command again to resume)"}
+        print(f"error: interrupted{notes.get(args.command, '')}", file=sys.stderr)
         return 130
     if result is not None:
         print(json.dumps(result, indent=2))
