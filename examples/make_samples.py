@@ -8,7 +8,7 @@ Inputs (scikit-image 0.26.0's data files, copied unchanged into the test assets)
 
 - ``source.jpg``: the astronaut's head and shoulders, 320x320 (the identity to reenact);
 - ``driving_profile.jpg``: the cameraman, head turned ~60-80 degrees (a still large-pose driver);
-- ``driving.mp4``: 48 frames at 12 fps of the astronaut photo moved by a known motion (a slow
+- ``driving.mp4``: 24 frames at 12 fps of the astronaut photo moved by a known motion (a slow
   head roll of +-12 degrees, a zoom and a sideways drift), a driving clip whose motion is exactly
   known: a self-reenactment that needs nobody's footage.
 """
@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE.parent))
 from pasl.video import VideoWriter  # noqa: E402
 
 SIZE = 320
-FRAMES, FPS = 48, 12
+FRAMES, FPS = 24, 12
 FACE_CENTRE = (220.0, 135.0)
 """Centre of the astronaut's face in the 512x512 photo (between the eyes and the mouth)."""
 CAMERAMAN_HEAD = (235.0, 150.0)

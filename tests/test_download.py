@@ -337,6 +337,11 @@ def test_unknown_kind_is_refused():
 @pytest.fixture(scope="module")
 def official_files(tmp_path_factory):
     """Every served file, synthetic but in its official format, and the archives the services hold."""
+    return write_official_files(tmp_path_factory.mktemp("served"))
+
+
+def write_official_files(root: Path) -> tuple[Path, dict[str, Path]]:
+    """The fixture's files under ``root`` (also used by ``test_readme_commands``)."""
     from deca_synthetic import write_deca_model
     from fan_synthetic import write_fan_files
     from flame_synthetic import ellipsoid_mesh, write_generic_model, write_landmark_embedding
@@ -344,7 +349,6 @@ def official_files(tmp_path_factory):
     from pipeline_synthetic import write_obj
     from synthetic import write_nets_ema
 
-    root = tmp_path_factory.mktemp("served")
     files = {
         "204000_nets_ema.ckpt": write_nets_ema(root / "204000_nets_ema.ckpt", seed=0),
         "deca_model.tar": write_deca_model(root / "deca_model.tar", seed=0),
