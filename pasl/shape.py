@@ -17,6 +17,7 @@ import torch
 from .csg.codes import FlameCodes, recompose
 from .csg.crop import deca_crop, deca_crop_transform
 from .csg.cycle import CycleReport, cycle_check, refine_codes
+from .edit import MotionStrengths, transfer_motion
 from .geometry import ALIGNED_SIZE, NUM_LANDMARKS
 from .imageops import to_uint8
 from .pae import head_yaw_degrees
@@ -217,7 +218,8 @@ def face_points(flame, shapes: ShapeCodes) -> torch.Tensor:
 
 
 def recompose_shapes(
-    models, source: ShapeCodes, driver: ShapeCodes, mode: str = "recompose", refine_steps: int = 0, check: bool = False
+    models, source: ShapeCodes, driver: ShapeCodes, mode: str = "recompose", refine_steps: int = 0, check: bool = False,
+    *, strengths: MotionStrengths | None = None, reference: FlameCodes | None = None,
 ) -> tuple[ShapeCodes, CycleReport | None]:
     """The CSG's recomposed shape, on the driver's crops; optionally refined and checked.
 
@@ -228,8 +230,17 @@ def recompose_shapes(
         mode: see :func:`pasl.csg.codes.recompose`.
         refine_steps: cycle-consistency refinement steps (0 = off).
         check: also return the per-frame cycle errors.
+        strengths, reference: motion transfer channel by channel (:func:`pasl.edit.transfer_motion`,
+            ``mode="recompose"`` only): per-channel strengths, and a driver frame's codes (batch 1) for
+            relative motion. Both None: the paper's code swap, bit for bit.
     """
-    shapes = driver.with_codes(recompose(source.codes, driver.codes, mode))
+    if strengths is None and reference is None:
+        codes = recompose(source.codes, driver.codes, mode)
+    elif mode != "recompose":
+        raise ValueError(f"motion strengths and relative motion need mode='recompose' (the source's own shape), got mode={mode!r}")
+    else:
+        codes = transfer_motion(source.codes, driver.codes, reference, strengths)
+    shapes = driver.with_codes(codes)
     if refine_steps > 0:
         shapes = shapes.with_codes(refine_codes(shapes.codes, models.shape_encoder, models.flame, models.faces, refine_steps))
     report = cycle_check(shapes.codes, models.shape_encoder, models.flame, models.faces) if check else None

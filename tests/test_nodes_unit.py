@@ -365,6 +365,25 @@ class TestShape:
                        mode="recompose", cycle_check=True, refine_steps=0)
         assert run[1].startswith("cycle error: shape ") and run[1].endswith("(mean of 2 frames)")
 
+    def test_relative_motion_with_strengths(self, host, models, source_aligned, aligned, shapes):
+        from pasl.edit import MotionStrengths, transfer_motion
+
+        run = host.run(host.node("PASLShapeRecompose"), models=models[0], source_align=source_aligned[1], driver_align=aligned[1],
+                       mode="recompose", cycle_check=False, refine_steps=0, motion="relative", expression_strength=0.5,
+                       camera_strength=0.0)
+        relative, driver = run[0].codes, shapes[0].codes  # the absolute result carries the driver's pose, expression, camera
+        source = host.run(host.node("PASLShapeEdit"), models=models[0], source_align=source_aligned[1], **EDIT_DEFAULTS)[0].codes
+        expected = transfer_motion(source, driver, driver.index(0), MotionStrengths(expression=0.5, camera=0.0))
+        for name in ("shape", "pose", "exp", "cam"):
+            assert torch.allclose(getattr(relative, name), getattr(expected, name), atol=1e-5), name
+        assert torch.equal(relative.cam, source.cam.expand(3, 3)) and torch.allclose(relative.exp[0], source.exp[0], atol=1e-6)
+
+    def test_strengths_need_recompose(self, host):
+        node = host.node("PASLShapeRecompose")
+        assert node.validate_inputs(mode="reference", motion="relative").startswith("PASL Shape Recompose: relative")
+        assert node.validate_inputs(mode="recompose", motion="relative") is True
+        assert node.validate_inputs(mode="reference", head_strength=1.0) is True
+
     def test_render_gives_depth_and_binary_landmarks(self, maps):
         depth, landmarks = maps.outputs
         for image in (depth, landmarks):
