@@ -246,6 +246,8 @@ class ExpressionControls:
         n_exp = buffers["shapedirs"].shape[-1] - 100
         basis = buffers["shapedirs"][..., 100:]  # (V, 3, 50)
         jacobian = torch.einsum("lfie,lf->lie", basis[corners], bary).reshape(-1, n_exp)  # (68*3, 50)
+        if not bool(jacobian.abs().max() > 0):
+            raise ValueError("this FLAME model has no expression blend shapes, so it has no expression controls")
         unit = _eye_distance(neutral)
         directions, descriptions, errors = [], [], []
         table = _control_targets(neutral)
