@@ -349,3 +349,24 @@ class TestExampleWorkflows:
         if "FaceRestoreCFWithModel" not in faces.object_info:
             pytest.skip("the facerestore_cf pack is not installed in this host (the workflow documents it)")
         _run_example(faces, "face_restore")
+
+    def test_head_editor_turns_the_portraits_face(self, faces):
+        _run_example(faces, "head_editor")
+        (result,) = sorted((faces.base / "output" / "pasl").glob("edited_*"))
+        source = np.asarray(Image.open(faces.base / "input" / "face_source.png").convert("RGB")).astype(int)
+        pixels = np.asarray(Image.open(result)).astype(int)
+        assert pixels.shape == source.shape
+        changed = np.abs(pixels - source).max(-1) > 1
+        assert 0.01 < changed.mean() < 0.6 and not changed[0, 0]
+
+    def test_animate_portrait_makes_a_video_of_the_photo(self, faces):
+        from pasl.video import probe, read_video
+
+        for old in (faces.base / "output" / "pasl").glob("animated_*"):
+            old.unlink()
+        _run_example(faces, "animate_portrait")
+        (video,) = sorted((faces.base / "output" / "pasl").glob("animated_*"))
+        info, frames = probe(video), read_video(video)
+        source = Image.open(faces.base / "input" / "face_source.png")
+        assert frames.shape[0] == 9 and (info.width, info.height) == source.size
+        assert np.abs(frames[0].astype(int) - frames[4].astype(int)).max() > 10  # the head turned
