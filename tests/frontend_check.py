@@ -3,7 +3,7 @@
 Starts the real host (``host_harness.ComfyServer``, the frontend package it serves) and Debian's headless
 ``chromium``, driven through ``../shared/tools/cdp.py`` (the DevTools protocol). For each
 ``workflows/*.json`` it calls ``app.loadGraphData``, waits for the previews of the input images it puts in
-``input/``, and reads what the frontend drew: ``node.getBounding()`` (title bar included) and each group's
+``input/`` (and of a short video), and reads what the frontend drew: ``node.getBounding()`` (title bar included) and each group's
 rectangle. :func:`workflow_layout.layout_problems` then says which nodes overlap or stand outside a
 group, and a node the frontend had to enlarge (saved smaller than it draws it) is reported too.
 
@@ -77,15 +77,23 @@ def bundled_workflows() -> list[Path]:
 
 
 def _write_inputs(base: Path, workflows: list[Path]) -> None:
-    """A small picture for every LoadImage value, so the nodes show an image preview as they would for a user."""
+    """A small picture (video) for every LoadImage (LoadVideo) value: the nodes show their previews as for a user."""
+    import numpy as np
     from PIL import Image
+
+    sys.path.insert(0, str(REPO))
+    from pasl.video import VideoWriter
 
     for path in workflows:
         for node in load_json(path)["nodes"]:
-            if node["type"] == "LoadImage":
+            if node["type"] in ("LoadImage", "LoadVideo"):
                 target = base / "input" / node["widgets_values"][0]
                 target.parent.mkdir(parents=True, exist_ok=True)
-                Image.new("RGB", (512, 512), (150, 120, 100)).save(target)
+                if node["type"] == "LoadImage":
+                    Image.new("RGB", (512, 512), (150, 120, 100)).save(target)
+                else:
+                    with VideoWriter(target, 10) as writer:
+                        writer.write(np.full((10, 360, 640, 3), (100, 120, 150), np.uint8))
 
 
 class Frontend:
@@ -142,7 +150,7 @@ class Frontend:
             " const waiting = app.graph._nodes.filter(n => n.type === 'LoadImage' && !(n.imgs && n.imgs.length && n.imgs[0].complete));"
             " if (!waiting.length || Date.now() - t0 > 10000) done(true); else setTimeout(poll, 100); }; poll(); })"
         )
-        time.sleep(0.5)
+        time.sleep(1.5)  # a video preview has no load flag to wait for
         return self.page.js(_READ_GRAPH)
 
     def screenshot(self, path: Path, quality: int = 70) -> Path:
