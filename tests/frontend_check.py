@@ -202,15 +202,32 @@ def graph_problems(graph: dict, saved: dict) -> list[str]:
     return problems
 
 
+def template_problems(frontend: Frontend, workflows: list[Path]) -> list[str]:
+    """The template browser's view of the pack: its list (the card titles) and each card's .json and .jpg, fetched
+    the way frontend 1.32 does (``/api/workflow_templates/<pack folder>/<name>.<ext>``; the names have spaces)."""
+    from host_harness import PACK_NAME
+
+    listed = frontend.page.js("fetch('/api/workflow_templates').then(r => r.json())").get(PACK_NAME, [])
+    problems = [] if sorted(listed) == sorted(p.stem for p in workflows) else [f"templates listed: {sorted(listed)}"]
+    for name in listed:
+        for ext in ("json", "jpg"):
+            url = f"/api/workflow_templates/{PACK_NAME}/{name}.{ext}"
+            status = frontend.page.js(f"fetch({json.dumps(url)}).then(r => r.status)")
+            if status != 200:
+                problems.append(f"GET {url}: HTTP {status}")
+    return problems
+
+
 def run(screenshots: Path | None = None, measure: bool = False, workflows: list[Path] | None = None) -> dict[str, list[str]]:
-    """``{workflow file name: problems}`` for every bundled workflow (optionally screenshots and measurements)."""
+    """``{workflow file name: problems}`` for every bundled workflow, and ``{"templates": problems}`` for the
+    template browser's list (optionally screenshots and measurements)."""
     workflows = workflows or bundled_workflows()
     measured: dict = {}
     with tempfile.TemporaryDirectory() as base:
         frontend = Frontend(Path(base))
         try:
             frontend.start(workflows, previews=not measure)  # measured: the size before a picture is shown
-            results = {}
+            results = {"templates": template_problems(frontend, bundled_workflows())}
             for path in workflows:
                 saved = load_json(path)
                 graph = frontend.load(saved, path.stem)

@@ -168,7 +168,8 @@ def test_problems_are_found():
 @pytest.mark.host
 def test_the_real_frontend_draws_them_without_overlap():
     """Every bundled workflow in ComfyUI's frontend (headless Chromium): no overlap, every node in a group,
-    no node enlarged by the frontend, no page error. Skips without chromium or ../shared/tools/cdp.py."""
+    no node enlarged by the frontend, no page error; and the template browser lists them by their readable names
+    and can fetch each one and its picture. Skips without chromium or ../shared/tools/cdp.py."""
     import frontend_check
 
     require_host()
@@ -176,5 +177,5 @@ def test_the_real_frontend_draws_them_without_overlap():
     if reason:
         pytest.skip(reason)
     results = frontend_check.run()
-    assert sorted(results) == sorted(f"{name}.json" for name in TEMPLATE_NAMES.values())
+    assert sorted(results) == sorted([*(f"{name}.json" for name in TEMPLATE_NAMES.values()), "templates"])
     assert {name: problems for name, problems in results.items() if problems} == {}
