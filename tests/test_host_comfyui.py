@@ -143,6 +143,13 @@ class TestRegistration:
         assert info["output"] == outputs
         assert info["category"].startswith("PASL")
 
+    @pytest.mark.parametrize("node_id", sorted(CONTRACT))
+    def test_every_input_reaches_the_frontend_with_a_tooltip(self, host, node_id):
+        sections = host.object_info[node_id]["input"]
+        inputs = {name: spec for section in ("required", "optional") for name, spec in sections.get(section, {}).items()}
+        missing = [name for name, spec in inputs.items() if len(spec) < 2 or len(spec[1].get("tooltip") or "") < 10]
+        assert inputs and not missing, f"{node_id}: no tooltip for {missing}"
+
     def test_loader_lists_the_model_folder(self, host):
         required = host.object_info["PASLLoadModels"]["input"]["required"]
         options = _combo_options(required["aeg_checkpoint"])
