@@ -31,7 +31,7 @@ class PASLShapeRecompose(io.ComfyNode):
             description="Cycle-consistent shape generator: reads FLAME codes of both faces (DECA) and recomposes "
             "the source's identity with the driver's expression, head pose and camera.",
             inputs=[
-                io.Custom("PASL_MODEL").Input("models"),
+                io.Custom("PASL_MODEL").Input("models", tooltip="From PASL Load Models."),
                 io.Custom("PASL_ALIGN").Input("source_align", tooltip="From PASL Face Align on the source image (first face used)."),
                 io.Custom("PASL_ALIGN").Input("driver_align", tooltip="From PASL Face Align on the driving frames."),
                 io.Combo.Input("mode", options=list(RECOMPOSE_MODES), default="recompose",

@@ -215,6 +215,13 @@ class TestRegistration:
         assert [o.get_io_type() for o in schema.outputs] == outputs
         assert schema.category.startswith("PASL") and len(schema.description) > 20
 
+    @pytest.mark.parametrize("node_id", sorted(CONTRACT))
+    def test_every_input_has_a_tooltip(self, host, node_id):
+        """The frontend shows an input's tooltip on hover: the only help a user sees without the README."""
+        inputs = host.node(node_id).define_schema().inputs
+        missing = [item.id for item in inputs if len((item.tooltip or "").strip()) < 10]
+        assert inputs and not missing, f"{node_id}: inputs without a tooltip: {missing}"
+
 
 # ----------------------------------------------------------------------------------------- Load Models
 def _combo(host, node_id: str, name: str):
