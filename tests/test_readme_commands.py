@@ -60,7 +60,7 @@ def test_first_line_downloads_then_reenacts_the_sample(tmp_path, monkeypatch, ca
     monkeypatch.setattr(catalog, "PACK_WEIGHTS", weights)
     work = tmp_path / "work"
     work.mkdir()
-    (work / "examples").symlink_to(REPO / "examples")
+    (work / "samples").symlink_to(REPO / "samples")
     monkeypatch.chdir(work)
 
     with served._serve(monkeypatch, served._services(root, files)):
@@ -70,5 +70,5 @@ def test_first_line_downloads_then_reenacts_the_sample(tmp_path, monkeypatch, ca
     assert cli(steps[2][3:]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "24 frames reenacted" in out
-    info, sample = probe(work / "out.mp4"), probe(REPO / "examples" / "driving.mp4")
+    info, sample = probe(work / "out.mp4"), probe(REPO / "samples" / "driving.mp4")
     assert (info.width, info.height, info.fps) == (sample.width, sample.height, sample.fps)

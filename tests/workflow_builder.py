@@ -36,6 +36,8 @@ TEMPLATE_NAMES = {
     "upscale_faces": "PASL with an upscaler",
     "face_restore": "PASL with CodeFormer",
     "generate_from_maps": "PASL generate from maps",
+    "head_editor": "PASL head editor",
+    "animate_portrait": "PASL animate a portrait",
 }
 """File name (without .json/.jpg) of each twin's UI workflow: the title of its template card in ComfyUI."""
 
@@ -72,6 +74,17 @@ NOTES = {
     "generate_from_maps": (
         "PASL Generate on its own: a source face crop plus your own depth map and landmark drawing "
         "(e.g. edited outputs of PASL Shape Render). Weights go in ComfyUI/models/pasl/."
+    ),
+    "head_editor": (
+        "Turn a portrait's head (to full profile), open the jaw, change the expression: no driver needed.\n\n"
+        "PASL Shape Edit reads the photo's 3D face and edits it (angles = set: these are the head's angles; add: turn "
+        "by them); its preview shows the edited shape. Generate paints the source's face on it; Paste Back blends it "
+        "into the photo with Shape Edit's mask (mask_space = crop), which also covers where the old face was."
+    ),
+    "animate_portrait": (
+        "Animate one portrait along keyframes, no driving video: one keyframe per line, 'FRAME: yaw=.., pitch=.., "
+        "roll=.., jaw=.., expression=.., smile=..' (degrees; fields left out keep the photo's). The head moves along "
+        "the shortest arc between keyframes; Create Video sets the frame rate."
     ),
 }
 

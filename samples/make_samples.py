@@ -1,6 +1,6 @@
 """Make the pack's sample media from public-domain / CC0 photos (run once; the outputs are committed).
 
-    python examples/make_samples.py PATH/TO/shared/assets/faces
+    python samples/make_samples.py PATH/TO/shared/assets/faces
 
 Inputs (scikit-image 0.26.0's data files, copied unchanged into the test assets):
 ``skimage_astronaut.png`` (Eileen Collins, NASA portrait, public domain) and ``skimage_camera.png``
