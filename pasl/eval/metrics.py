@@ -3,7 +3,7 @@
 Images are ``(B, 3, H, W)`` in ``[0, 1]``. Every function returns per-sample values (or one
 number for distribution metrics), so the caller chooses how to average; the averages the
 paper reports are noted in each docstring. What follows the official release
-(``metrics/eval.py``, ``metrics/fid.py``, ``mean_pae_csim.py``; docs: pasl-reference.md §6)
+(``metrics/eval.py``, ``metrics/fid.py``, ``mean_pae_csim.py``; docs/official-code.md §6)
 and what had to be chosen is said where it matters.
 """
 
