@@ -236,7 +236,7 @@ class PaperInception(torch.nn.Module):
         net = inception_v3(weights=None, aux_logits=True, init_weights=False)
         if state_dict is not None:
             net.load_state_dict(state_dict)
-        self.net = net.eval()
+        self.net = net.eval().requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = self.net
