@@ -101,13 +101,14 @@ def pose_errors(fake_codes, reference_codes) -> dict[str, torch.Tensor]:
     (``R = Rz(roll) Ry(yaw) Rx(pitch)``, ``yaw = asin(-R[2, 0])``, as :func:`pasl.lbs.yaw_from_rotation`).
     The paper's ARD is ``errors["yaw"].mean()`` with the driving (reference) image as the target.
 
-    How this differs from the paper's numbers: ``mean_pae_csim.py`` reads yaw from 3DDFA_V2
-    (a BFM fit; ``yaw = asin(R[2, 0])`` of the rotation out of ``P2sRt``), we read it from DECA's
-    FLAME fit. Both decompose the same Euler order; the sign of ``R[2, 0]`` differs because the
-    two models' frames differ (3DDFA's image frame has y down), which an absolute *difference* does
-    not see. The estimators themselves differ (model, training data, their biases at large yaw), so
-    our ARD is comparable between methods measured here, not digit for digit with the paper's table.
-    Roll and pitch are ill-defined near |yaw| = 90 (gimbal lock); trust yaw there.
+    How this differs from the paper's numbers: ``mean_pae_csim.py`` reads yaw from 3DDFA_V2 (a BFM
+    fit): ``R`` is built from the normalised rows of its affine camera matrix (``P2sRt``) and
+    ``yaw = asin(R[2, 0])``, saturated to exactly +-90 when ``|R[2, 0]| > 0.998`` (beyond ~86.4 deg).
+    We read FLAME's own rotation from DECA: ``asin(-R[2, 0])`` (atan2 form, no saturation). The
+    opposite sign of ``R[2, 0]`` reflects a different frame convention; a global sign flip leaves
+    ``|yaw_fake - yaw_ref|`` unchanged. The estimators themselves differ (face model, training data,
+    their biases at large yaw), so our ARD compares methods measured here, not digit for digit with
+    the paper's table. Roll and pitch are ill-defined near |yaw| = 90 (gimbal lock); trust yaw there.
     """
     fake = axis_angle_to_angles(_pose(fake_codes)[:, :3].double())
     ref = axis_angle_to_angles(_pose(reference_codes)[:, :3].double())
