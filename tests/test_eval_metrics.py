@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pasl.errors import BackendUnavailableError, MissingWeightError, PASLError, WeightFileError
+from pasl.errors import MissingWeightError, PASLError, WeightFileError
 from pasl.eval import metrics
 from pasl.rotations import angles_to_axis_angle
 
@@ -109,8 +109,11 @@ def test_fid_backbone_comes_only_from_a_checked_local_file(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(WeightFileError, match="sha256"):
         metrics.load_fid_backbone("paper", tmp_path)
-    with pytest.raises(BackendUnavailableError, match="standard"):
+    with pytest.raises(MissingWeightError, match="pt_inception-2015-12-05-6726825d.pth"):
         metrics.load_fid_backbone("standard", tmp_path)
+    with pytest.raises(WeightFileError, match="FID Inception weights"):
+        torch.save({"fc.weight": torch.zeros(2)}, tmp_path / "junk.pth")
+        metrics.load_fid_backbone("standard", tmp_path / "junk.pth", check_hash=False)
     with pytest.raises(PASLError, match="flavour"):
         metrics.load_fid_backbone("clean", tmp_path)
 
@@ -182,3 +185,44 @@ def test_landmark_distance_is_normalised_by_the_outer_eye_corners():
     assert metrics.landmark_distance(a, b, normalise="none").item() == pytest.approx(4.0)
     with pytest.raises(PASLError, match="68"):
         metrics.landmark_distance(a[:, :5], b[:, :5])
+
+
+def _synthetic_standard_state() -> dict:
+    torch.manual_seed(1)
+    model = metrics.StandardInception()
+    for module in model.modules():  # non-trivial batch-norm statistics, so a wrong pooling or order shows
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    return {k: v.clone() for k, v in model.net.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_standard_fid_features_with_synthetic_weights(tmp_path):
+    state = _synthetic_standard_state()
+    assert state["fc.weight"].shape == (1008, 2048) and not any(k.startswith("AuxLogits") for k in state)
+    torch.save(state, tmp_path / "synthetic.pth")
+    backbone = metrics.load_fid_backbone("standard", tmp_path / "synthetic.pth", check_hash=False)
+    images = _images(4, shape=(2, 3, 64, 64), dtype=torch.float32)
+    feats = metrics.fid_features(images, backbone)
+    assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
+    # the blocks differ from torchvision's only in their pooling branch, and that changes the features
+    plain = metrics.PaperInception()
+    plain.net.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, strict=False)
+    with torch.no_grad():
+        assert not torch.allclose(plain(backbone.preprocess(images)), feats, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_standard_fid_features_match_pytorch_fid(tmp_path, monkeypatch):
+    pytorch_fid = pytest.importorskip("pytorch_fid.inception")  # independent reference, when installed
+    state = _synthetic_standard_state()
+    torch.save(state, tmp_path / "synthetic.pth")
+    backbone = metrics.load_fid_backbone("standard", tmp_path / "synthetic.pth", check_hash=False)
+    images = _images(4, shape=(2, 3, 64, 64), dtype=torch.float32)
+    feats = metrics.fid_features(images, backbone)
+    monkeypatch.setattr(pytorch_fid, "load_state_dict_from_url", lambda *args, **kwargs: state)  # never download: our weights
+    reference = pytorch_fid.InceptionV3([3], resize_input=True, normalize_input=True).eval()
+    with torch.no_grad():
+        expected = reference(images)[0].flatten(1)
+    assert torch.allclose(feats, expected, atol=1e-5)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import BackendUnavailableError, MissingWeightError, PASLError, WeightFileError
+from ..errors import MissingWeightError, PASLError, WeightFileError
 from ..rotations import axis_angle_to_angles, axis_angle_to_matrix
 
 SSIM_WINDOW = 11
@@ -239,6 +239,10 @@ class PaperInception(torch.nn.Module):
             net.load_state_dict(state_dict)
         self.net = net.eval().requires_grad_(False)
 
+    @staticmethod
+    def preprocess(images: torch.Tensor) -> torch.Tensor:
+        return paper_fid_preprocess(images)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = self.net
         pool = torch.nn.functional.max_pool2d
@@ -268,20 +272,68 @@ def paper_fid_preprocess(images: torch.Tensor, img_size: int = 256) -> torch.Ten
     return (x - mean) / std
 
 
-def load_fid_backbone(flavour: Literal["paper", "standard"], path: str | Path, check_hash: bool = True) -> torch.nn.Module:
-    """The FID feature network of ``flavour`` from a local weight file (nothing is downloaded).
+def _fid_block(base: type, pool) -> type:
+    """A torchvision Inception block whose pooling branch pools with ``pool``: the one change pytorch-fid
+    makes to match the TensorFlow FID graph. The state-dict keys stay torchvision's. (It reuses
+    torchvision's ``_forward`` for the other branches, so the default pooling branch is computed and dropped.)"""
 
-    ``check_hash=False`` is for tests with synthetic weights. The ``standard`` flavour (pytorch-fid's
-    modified Inception) is not implemented yet and raises :class:`BackendUnavailableError`.
-    """
+    class Block(base):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            outputs = self._forward(x)[:-1]
+            outputs.append(self.branch_pool(pool(x)))
+            return torch.cat(outputs, 1)
+
+    Block.__name__ = f"FID{base.__name__}"
+    return Block
+
+
+def _avg_pool_no_pad(x: torch.Tensor) -> torch.Tensor:
+    return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+
+
+def _max_pool(x: torch.Tensor) -> torch.Tensor:
+    return F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+
+
+class StandardInception(PaperInception):
+    """pytorch-fid's FID Inception (the TensorFlow FID network ported to torch): torchvision's Inception-v3
+    with 1008 classes, no auxiliary head, padding-free average pooling in Mixed_5b-5d, 6b-6e and 7b, and max
+    pooling in Mixed_7c's pool branch. Input: bilinear resize to 299 (no antialias), then ``2x - 1``."""
+
+    flavour = "standard"
+
+    def __init__(self, state_dict: dict | None = None):
+        torch.nn.Module.__init__(self)
+        from torchvision.models import inception as tv
+
+        net = tv.Inception3(num_classes=1008, aux_logits=False, transform_input=False, init_weights=False)
+        a, c, e = _fid_block(tv.InceptionA, _avg_pool_no_pad), _fid_block(tv.InceptionC, _avg_pool_no_pad), tv.InceptionE
+        net.Mixed_5b, net.Mixed_5c, net.Mixed_5d = a(192, pool_features=32), a(256, pool_features=64), a(288, pool_features=64)
+        net.Mixed_6b, net.Mixed_6c = c(768, channels_7x7=128), c(768, channels_7x7=160)
+        net.Mixed_6d, net.Mixed_6e = c(768, channels_7x7=160), c(768, channels_7x7=192)
+        net.Mixed_7b, net.Mixed_7c = _fid_block(e, _avg_pool_no_pad)(1280), _fid_block(e, _max_pool)(2048)
+        if state_dict is not None:
+            net.load_state_dict(state_dict)
+        self.net = net.eval().requires_grad_(False)
+
+    @staticmethod
+    def preprocess(images: torch.Tensor) -> torch.Tensor:
+        x = images.float()
+        if tuple(x.shape[-2:]) != (299, 299):
+            x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        return 2 * x - 1
+
+
+_BACKBONE_CLASSES = {"paper": PaperInception, "standard": StandardInception}
+
+
+def load_fid_backbone(flavour: Literal["paper", "standard"], path: str | Path, check_hash: bool = True) -> torch.nn.Module:
+    """The FID feature network of ``flavour`` from a local weight file (nothing is downloaded); ``path``
+    is the file or the folder holding it under its official name. ``check_hash=False`` is for tests
+    with synthetic weights."""
     if flavour not in FID_BACKBONES:
         raise PASLError(f"FID flavour must be one of {sorted(FID_BACKBONES)}, got {flavour!r}.")
     spec = FID_BACKBONES[flavour]
-    if flavour == "standard":
-        raise BackendUnavailableError(
-            "FID flavour 'standard' (pytorch-fid's FID Inception) is not implemented in PASL yet; "
-            "use flavour 'paper', or run pytorch-fid itself on saved images."
-        )
     path = Path(path)
     if path.is_dir():
         path = path / spec["file"]
@@ -295,20 +347,21 @@ def load_fid_backbone(flavour: Literal["paper", "standard"], path: str | Path, c
 
     state = load_pickle_weights(path, expected=spec["file"])
     try:
-        return PaperInception(state)
+        return _BACKBONE_CLASSES[flavour](state)
     except RuntimeError as err:
-        raise WeightFileError(f"{path} does not hold torchvision Inception-v3 weights: {str(err).splitlines()[0][:200]}") from None
+        raise WeightFileError(f"{path} does not hold the {flavour} FID Inception weights: {str(err).splitlines()[0][:200]}") from None
 
 
 @torch.no_grad()
 def fid_features(images: torch.Tensor, backbone: torch.nn.Module, batch_size: int = 50) -> torch.Tensor:
     """``(N, 2048)`` FID features of ``[0, 1]`` images with ``backbone`` from :func:`load_fid_backbone`
-    (its flavour decides the preprocessing), computed on the backbone's device in chunks."""
+    (its flavour decides the preprocessing), computed on the backbone's device in chunks.
+    ``paper`` and ``standard`` features are not interchangeable: compare FIDs of one flavour only."""
     param = next(backbone.parameters())
     chunks = []
     for start in range(0, images.shape[0], batch_size):
         x = images[start : start + batch_size].to(param.device)
-        chunks.append(backbone(paper_fid_preprocess(x).to(param.dtype)).float().cpu())
+        chunks.append(backbone(backbone.preprocess(x).to(param.dtype)).float().cpu())
     return torch.cat(chunks)
 
 
@@ -318,7 +371,7 @@ def fid(features_a: torch.Tensor, features_b: torch.Tensor, method: Literal["aut
 
 
 __all__ = [
-    "FID_BACKBONES", "OUTER_EYE_CORNERS", "PaperInception", "expression_error", "feature_statistics", "fid", "fid_features",
-    "frechet_distance", "landmark_distance", "load_fid_backbone", "official_ssim_range", "paper_fid_preprocess", "pose_errors",
-    "psnr", "ssim_official",
+    "FID_BACKBONES", "OUTER_EYE_CORNERS", "PaperInception", "StandardInception", "expression_error", "feature_statistics", "fid",
+    "fid_features", "frechet_distance", "landmark_distance", "load_fid_backbone", "official_ssim_range", "paper_fid_preprocess",
+    "pose_errors", "psnr", "ssim_official",
 ]
