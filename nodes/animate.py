@@ -27,7 +27,7 @@ class PASLAnimatePortrait(io.ComfyNode):
             description="Animates one portrait without a driving video: the head turns (to full profile), the jaw and "
             "expression change along keyframes; frames are pasted back into the photo. Feed them to Create Video.",
             inputs=[
-                io.Custom("PASL_MODEL").Input("models"),
+                io.Custom("PASL_MODEL").Input("models", tooltip="From PASL Load Models."),
                 io.Image.Input("source", tooltip="The portrait (the first image is used)."),
                 io.String.Input("keyframes", default=DEFAULT_KEYFRAMES, multiline=True,
                                 tooltip="One keyframe per line: 'FRAME: yaw=.., pitch=.., roll=.., jaw=.., expression=.., "

@@ -40,7 +40,7 @@ class PASLShapeEdit(io.ComfyNode):
             "expression strength and named expression controls. Feed the result to PASL Shape Render -> PASL Generate; "
             "give its mask to PASL Paste Back (mask_space crop) so a turned face also covers where the old one was.",
             inputs=[
-                io.Custom("PASL_MODEL").Input("models"),
+                io.Custom("PASL_MODEL").Input("models", tooltip="From PASL Load Models."),
                 io.Custom("PASL_ALIGN").Input("source_align", optional=True,
                                               tooltip="PASL Face Align of the photo to edit (its faces are read by DECA here)."),
                 io.Custom("PASL_SHAPE").Input("shape", optional=True,
@@ -83,7 +83,7 @@ class PASLShapeEdit(io.ComfyNode):
         if shape is None:
             with torch.inference_mode():
                 shape = shape_codes(loaded.shape_encoder, source_align.crops, source_align.landmarks_crop, source_align.has_face,
-                                    crop_landmarks="redetect", detector=crop_detector(source_align))
+                                    crop_landmarks="refit", detector=crop_detector(source_align))
         amounts = {name: float(controls.get(name, 0.0)) for name in CONTROL_NAMES}
         edit = HeadEdit(yaw=yaw, pitch=pitch, roll=roll, add=angles == "add", jaw=jaw, expression=expression, controls=amounts,
                         keep_centre=keep_centre)

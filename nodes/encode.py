@@ -38,10 +38,11 @@ class PASLEncodeStyle(io.ComfyNode):
                 io.Combo.Input(
                     "crop_landmarks",
                     options=list(CROP_LANDMARKS),
-                    default="redetect",
+                    default="refit",
                     optional=True,
-                    tooltip="With source_align: where DECA's crop for the yaw comes from; keep it equal to "
-                    "PASL Shape Recompose's so both read the same yaw.",
+                    tooltip="With source_align: where DECA's crop for the yaw comes from (redetect = a second "
+                    "detection on the crop, official; mapped = Face Align's points; refit = the landmark stage alone "
+                    "in their box); keep it equal to PASL Shape Recompose's so both read the same yaw.",
                 ),
             ],
             outputs=[
@@ -52,7 +53,7 @@ class PASLEncodeStyle(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, models, source, source_align=None, crop_landmarks="redetect") -> io.NodeOutput:
+    def execute(cls, models, source, source_align=None, crop_landmarks="refit") -> io.NodeOutput:
         loaded = models.load()
         aeg, device = loaded.aeg, loaded.device
         progress = Progress(source.shape[0] + 1)
@@ -75,7 +76,7 @@ class PASLEncodeStyle(io.ComfyNode):
                     source_align.landmarks_crop if aligned else None,
                     source_align.has_face if aligned else None,
                     crop_landmarks=crop_landmarks,
-                    detector=crop_detector(source_align) if aligned and crop_landmarks == "redetect" else None,
+                    detector=crop_detector(source_align) if aligned and crop_landmarks in ("redetect", "refit") else None,
                 )
                 if loaded.pae is not None:
                     identity = encode_identity(loaded, faces, shapes)

@@ -39,9 +39,10 @@ class PASLShapeRecompose(io.ComfyNode):
                                "shape_only = the VoxCeleb test protocol."),
                 io.Boolean.Input("cycle_check", default=False, tooltip="Measure how well each shape survives render -> re-encode."),
                 io.Int.Input("refine_steps", default=0, min=0, max=20, tooltip="Cycle-consistency refinement steps (slow; 0 = off)."),
-                io.Combo.Input("crop_landmarks", options=list(CROP_LANDMARKS), default="redetect", optional=True,
-                               tooltip="redetect = DECA's own landmark pass on each aligned crop (the official code); "
-                               "mapped = reuse Face Align's landmarks (one detection cheaper, slightly different crops)."),
+                io.Combo.Input("crop_landmarks", options=list(CROP_LANDMARKS), default="refit", optional=True,
+                               tooltip="redetect = DECA's own detection on each aligned crop (the official code); "
+                               "mapped = reuse Face Align's landmarks (one detection cheaper, slightly different crops); "
+                               "refit = the landmark stage alone in the box of Face Align's landmarks."),
                 io.Combo.Input("motion", options=list(MOTIONS), default="absolute", optional=True,
                                tooltip="absolute = the driver's pose and expression (the paper); relative = the driver's motion "
                                "since its first frame with a face, on top of the source's own pose and expression (recompose only)."),
@@ -59,7 +60,7 @@ class PASLShapeRecompose(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, models, source_align, driver_align, mode, cycle_check, refine_steps, crop_landmarks="redetect",
+    def execute(cls, models, source_align, driver_align, mode, cycle_check, refine_steps, crop_landmarks="refit",
                 motion="absolute", **strengths) -> io.NodeOutput:
         chosen = MotionStrengths(**{c: float(strengths.get(f"{c}_strength", 1.0)) for c in CHANNELS})
         relative = motion == "relative"
@@ -73,7 +74,7 @@ class PASLShapeRecompose(io.ComfyNode):
             with torch.inference_mode():  # frames without a face are flagged and render as empty maps
                 codes = shape_codes(loaded.shape_encoder, alignment.crops[part], alignment.landmarks_crop[part],
                                     alignment.has_face[part], crop_landmarks=crop_landmarks,
-                                    detector=crop_detector(alignment) if crop_landmarks == "redetect" else None)
+                                    detector=crop_detector(alignment) if crop_landmarks in ("redetect", "refit") else None)
             progress.step(part.stop - part.start)
             return codes
 

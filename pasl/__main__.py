@@ -396,9 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="face detector (default auto: FAN when its files are found, else dlib; fan for the official presets)")
     run.add_argument("--select", default=None, help="face to use when several: largest (default), central, score or an index")
     run.add_argument("--smoothing", type=float, default=None, help="temporal smoothing of a video driver (default 1; 0 = off)")
-    run.add_argument("--crop-landmarks", choices=["redetect", "mapped"], default=None,
-                     help="DECA's crop from its own landmark pass on the aligned crop (redetect, official; default) "
-                     "or from the aligner's landmarks (mapped, faster)")
+    run.add_argument("--crop-landmarks", choices=["redetect", "mapped", "refit"], default=None,
+                     help="DECA's crop from a second detection on the aligned crop (redetect, the official presets), "
+                     "the aligner's landmarks (mapped, no second pass) or the landmark stage alone in their box "
+                     "(refit, the default: one detection a frame)")
     run.add_argument("--warp", choices=["cv2", "torch"], default=None, help="aligned crop by cv2 (official, default) or torch")
     run.add_argument("--rounding", choices=["round", "truncate"], default=None,
                      help="8-bit output: round (default) or truncate (the official demo)")

@@ -61,9 +61,12 @@ class ReenactOptions:
             networks (PAE-CSIM; the models need ``identity=...``, see :mod:`pasl.identity`).
         flatten: the official test protocol's "flattened" conditioning maps.
         batch_size: frames per generator call.
-        crop_landmarks: DECA's crop box from a second landmark pass on each aligned crop
-            (``"redetect"``, the official code; see :func:`pasl.shape.detect_crop_landmarks`)
-            or from the aligner's points mapped into the crop (``"mapped"``, one detection cheaper).
+        crop_landmarks: DECA's crop box from the detector's landmark stage alone on each aligned
+            crop, in the box of the aligner's points (``"refit"``, the default: closest to the official
+            second detection for a fraction of its cost, README "Crop landmarks"; see
+            :func:`pasl.shape.refit_crop_landmarks`), from a second detection on the crop
+            (``"redetect"``, the official code and presets; :func:`pasl.shape.detect_crop_landmarks`)
+            or from the aligner's points mapped into the crop (``"mapped"``, no second pass).
         warp: the aligned crop by ``"cv2"`` (``cv2.warpAffine`` on 8 bit, bit-exact with the
             official crop) or ``"torch"`` (``grid_sample``; no 8-bit step).
         output_rounding: how files are quantised to 8 bit: ``"round"`` or ``"truncate"``
@@ -89,7 +92,7 @@ class ReenactOptions:
     flatten: bool = False
     batch_size: int = 8
     driver_alignment: str = "align"
-    crop_landmarks: str = "redetect"
+    crop_landmarks: str = "refit"
     warp: str = "cv2"
     output_rounding: str = "round"
 

@@ -65,8 +65,10 @@ class ShapeCodes:
         return cls(FlameCodes.cat([p.codes for p in parts]), torch.cat([p.tform for p in parts]), has_face)
 
 
-CROP_LANDMARKS = ("redetect", "mapped")
-"""Where DECA's crop box comes from (:func:`detect_crop_landmarks`, or the aligner's points)."""
+CROP_LANDMARKS = ("redetect", "mapped", "refit")
+"""Where DECA's crop box comes from: a full detection on each crop (:func:`detect_crop_landmarks`,
+the official code), the aligner's points mapped into the crop, or the landmark stage alone on the
+crop in the box of the mapped points (:func:`refit_crop_landmarks`)."""
 
 
 def detect_crop_landmarks(detector, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,14 +98,49 @@ def detect_crop_landmarks(detector, crops: torch.Tensor) -> tuple[torch.Tensor, 
     return landmarks, found
 
 
+def refit_crop_landmarks(detector, crops: torch.Tensor, mapped: torch.Tensor, found: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """DECA's landmark pass without its face detector: the detector's landmark stage on each crop,
+    in the box its own detector would give the aligner's points mapped into the crop.
+
+    The aligned crop is built from those very points, so the face is where they say; only the
+    landmark network has to run (dlib: the shape predictor, ~2 ms a face, instead of a detection;
+    FAN: no S3FD).
+
+    Args:
+        detector: a :class:`pasl.align.Detector`; its :meth:`for_crop_landmarks` runs
+            :meth:`~pasl.align.Detector.landmarks_from_points` on ``mapped`` (by default
+            :meth:`~pasl.align.Detector.landmarks_in_boxes` in their
+            :meth:`~pasl.align.Detector.box_from_landmarks`; dlib: the predictor in the points' HOG box).
+        crops: ``(B, 3, H, W)`` RGB in [0, 1] (quantised to 8 bit, as for :func:`detect_crop_landmarks`).
+        mapped: ``(B, 68, 2)`` the aligner's points in crop pixels.
+        found: ``(B,)`` bool: entries with a face (the others, and any with non-finite points,
+            stay zeros and not found: DECA's whole-crop fallback).
+
+    Returns:
+        ``(landmarks, found)`` like :func:`detect_crop_landmarks`.
+    """
+    second = detector.for_crop_landmarks()
+    mapped = torch.as_tensor(mapped).detach().float().cpu()
+    found = torch.as_tensor(found).cpu().bool() & torch.isfinite(mapped).flatten(1).all(1)
+    landmarks = torch.zeros(crops.shape[0], NUM_LANDMARKS, 2)
+    rows = found.nonzero().flatten()
+    if rows.numel():
+        images = to_uint8(crops.detach()[rows.to(crops.device)].float().cpu()).permute(0, 2, 3, 1).numpy()
+        for j, i in enumerate(rows.tolist()):
+            landmarks[i] = second.landmarks_from_points(images[j], mapped[i : i + 1])[0].float()
+        found = found & torch.isfinite(landmarks).flatten(1).all(1)
+        landmarks = torch.where(found[:, None, None], landmarks, torch.zeros_like(landmarks))
+    return landmarks, found
+
+
 def _deca_landmarks(
     rule: str, detector, crops: torch.Tensor, mapped: torch.Tensor | None, has_face: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Landmarks (and found flags) DECA's crop is boxed from, per :data:`CROP_LANDMARKS`.
 
-    ``"redetect"`` with a detector runs :func:`detect_crop_landmarks`; otherwise the
-    aligner's points ``mapped`` are used where ``has_face``, and without them DECA's
-    whole-crop fallback.
+    ``"redetect"`` with a detector runs :func:`detect_crop_landmarks`, ``"refit"`` with a
+    detector and mapped points :func:`refit_crop_landmarks`; otherwise the aligner's points
+    ``mapped`` are used where ``has_face``, and without them DECA's whole-crop fallback.
     """
     if rule not in CROP_LANDMARKS:
         raise ValueError(f"crop_landmarks must be one of {CROP_LANDMARKS}, got {rule!r}")
@@ -113,6 +150,8 @@ def _deca_landmarks(
     if mapped is None:
         return torch.zeros(count, NUM_LANDMARKS, 2), torch.zeros(count, dtype=torch.bool)
     found = torch.ones(count, dtype=torch.bool) if has_face is None else torch.as_tensor(has_face).cpu().bool()
+    if rule == "refit" and detector is not None:
+        return refit_crop_landmarks(detector, crops, mapped, found)
     return mapped.detach().cpu(), found
 
 
@@ -139,9 +178,11 @@ def shape_codes(
             the result (they render as empty maps).
         crop_landmarks: where DECA's crop box comes from (:data:`CROP_LANDMARKS`):
             ``"redetect"``, the official second landmark pass on each crop (needs
-            ``detector``; without one it falls back to ``"mapped"``), or ``"mapped"``, the
-            aligner's points (one detection cheaper; without them DECA crops the whole crop).
-        detector: a :class:`pasl.align.Detector` for ``"redetect"``.
+            ``detector``; without one it falls back to ``"mapped"``), ``"mapped"``, the
+            aligner's points (one detection cheaper; without them DECA crops the whole crop),
+            or ``"refit"``, the detector's landmark stage alone in the box of the aligner's
+            points (:func:`refit_crop_landmarks`; needs both, else it acts as ``"mapped"``).
+        detector: a :class:`pasl.align.Detector` for ``"redetect"`` and ``"refit"``.
 
     Returns:
         :class:`ShapeCodes` on the encoder's device in float32.

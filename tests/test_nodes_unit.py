@@ -322,9 +322,9 @@ class TestEncode:
         library, shape = host.pack_module("pasl.identity"), host.pack_module("pasl.shape")
         crops, alignment = source_aligned[0].movedim(-1, 1), source_aligned[1]
         loaded = _library_models(models)
-        with torch.inference_mode():  # the source read as Shape Recompose and the pipeline read it: DECA's own landmark pass
+        with torch.inference_mode():  # the source read as Shape Recompose and the pipeline read it (the paper default, refit)
             codes = shape.shape_codes(loaded.shape_encoder, crops, alignment.landmarks_crop, alignment.has_face,
-                                      crop_landmarks="redetect", detector=host.pack_module("nodes.host").crop_detector(alignment))
+                                      crop_landmarks="refit", detector=host.pack_module("nodes.host").crop_detector(alignment))
             expected = library.encode_identity(loaded, crops, codes)
         assert sorted(identity.embeddings) == ["FF", "FP", "FS", "PP", "SP", "SS"]
         for kind, embedding in identity.embeddings.items():

@@ -313,7 +313,7 @@ class TestOfficialPaths:
         assert ReenactOptions.preset("paper") == ReenactOptions()
         with pytest.raises(ValueError, match="unknown preset 'demo'"):
             ReenactOptions.preset("demo")
-        with pytest.raises(ValueError, match="crop_landmarks must be one of redetect, mapped, got 'both'"):
+        with pytest.raises(ValueError, match="crop_landmarks must be one of redetect, mapped, refit, got 'both'"):
             ReenactOptions(crop_landmarks="both")
 
     def test_deca_crop_comes_from_the_second_landmark_pass(self, models):
