@@ -53,7 +53,7 @@ class PASLEncodeStyle(io.ComfyNode):
 
     @classmethod
     def execute(cls, models, source, source_align=None, crop_landmarks="redetect") -> io.NodeOutput:
-        loaded = models.load()
+        loaded = models.load(detectors=[crop_detector(source_align)] if source_align is not None else [])
         aeg, device = loaded.aeg, loaded.device
         progress = Progress(source.shape[0] + 1)
         codes = []

@@ -40,7 +40,8 @@ class PASLShapeRecompose(io.ComfyNode):
 
     @classmethod
     def execute(cls, models, source_align, driver_align, mode, cycle_check, refine_steps, crop_landmarks="redetect") -> io.NodeOutput:
-        loaded = models.load()
+        redetect = [crop_detector(a) for a in (source_align, driver_align)] if crop_landmarks == "redetect" else []
+        loaded = models.load(detectors=redetect)
         loaded.require_shape_stage()
         progress = Progress(len(driver_align) + 1)
 
