@@ -53,7 +53,8 @@ class PASLEncodeStyle(io.ComfyNode):
 
     @classmethod
     def execute(cls, models, source, source_align=None, crop_landmarks="redetect") -> io.NodeOutput:
-        loaded = models.load(detectors=[crop_detector(source_align)] if source_align is not None else [])
+        redetect = source_align is not None and crop_landmarks == "redetect"
+        loaded = models.load(detectors=[crop_detector(source_align)] if redetect else [])
         aeg, device = loaded.aeg, loaded.device
         progress = Progress(source.shape[0] + 1)
         codes = []
