@@ -32,6 +32,9 @@ class PASLFaceAlign(io.ComfyNode):
                                tooltip="Temporal smoothing of video crops (0 = off, 1 = default, as in PASL Reenact). Removes jitter; "
                                "no effect on a single image; set 0 for a batch of unrelated photos."),
                 io.Boolean.Input("lock_scale", default=False, tooltip="Keep the crop's scale fixed over a clip (no head-size wobble)."),
+                io.Float.Input("fps", default=25.0, min=0.01, max=1000.0, step=0.01, optional=True,
+                               tooltip="Frame rate of the frames, for the smoothing (its cutoffs are in Hz); "
+                               "link Get Video Components' fps. 25 when unknown."),
             ],
             outputs=[
                 io.Image.Output(display_name="crops"),
@@ -41,9 +44,9 @@ class PASLFaceAlign(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, images, backend, select, mode, smoothing, lock_scale) -> io.NodeOutput:
+    def execute(cls, images, backend, select, mode, smoothing, lock_scale, fps=25.0) -> io.NodeOutput:
         found = detector(backend)
-        smoother = TemporalSmoother(strength=smoothing, lock_scale=lock_scale) if (smoothing > 0 or lock_scale) else None
+        smoother = TemporalSmoother(strength=smoothing, fps=fps, lock_scale=lock_scale) if (smoothing > 0 or lock_scale) else None
         progress = Progress(images.shape[0])
         parts = []
         for part in chunks(images.shape[0], FRAMES_PER_STEP):

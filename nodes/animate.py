@@ -9,9 +9,10 @@ from ..pasl.align import BACKENDS
 from ..pasl.edit import CONTROL_NAMES, ExpressionControls
 from ..pasl.geometry import ALIGNED_SIZE
 from ..pasl.keyframes import EASINGS, animate_codes, parse_keyframes
+from ..pasl.memory import generator_bytes
 from ..pasl.pipeline import ReenactOptions, Reenactor
 from ..pasl.portrait import paste_posed, pose_source
-from .host import Progress, chunks, detector, images_to_bchw, to_comfy_image
+from .host import Progress, chunks, detector, free_cache, images_to_bchw, to_comfy_image
 
 FRAMES_PER_STEP = 8
 DEFAULT_KEYFRAMES = "0: yaw=0\n24: yaw=75\n48: yaw=0, smile=0.5\n72: yaw=-45, jaw=15\n96: yaw=0"
@@ -56,8 +57,9 @@ class PASLAnimatePortrait(io.ComfyNode):
         keys = parse_keyframes(keyframes)
         count = frames or keys[-1].frame + 1
         options = ReenactOptions(paste_back=paste_back, color_match=color_match, source_alignment="resize" if source_is_crop else "align")
-        loaded = models.load()
-        reenactor = Reenactor(loaded, detector(backend), options)
+        found = detector(backend, load=False)
+        loaded = models.load(memory_required=generator_bytes(FRAMES_PER_STEP, models.dtype), detectors=[found])
+        reenactor = Reenactor(loaded, found, options)
         photo = images_to_bchw(source[:1], torch.device("cpu"), torch.float32)
         face = reenactor.encode_source(photo)
         named = ExpressionControls.from_flame(loaded.flame) if any(k.edit.controls for k in keys) else None
@@ -74,5 +76,6 @@ class PASLAnimatePortrait(io.ComfyNode):
             else:
                 images.append(faces[-1])
             progress.step(part.stop - part.start)
+        free_cache()
         report = f"{count} frames from {len(keys)} keyframes ({easing}); {ALIGNED_SIZE}x{ALIGNED_SIZE} faces"
         return io.NodeOutput(torch.cat(images), torch.cat(faces), report)

@@ -76,7 +76,7 @@ class PASLShapeEdit(io.ComfyNode):
     @classmethod
     def execute(cls, models, angles, yaw, pitch, roll, jaw, expression, source_align=None, shape=None, keep_centre=True,
                 **controls) -> io.NodeOutput:
-        loaded = models.load()
+        loaded = models.load(detectors=[crop_detector(source_align)] if shape is None and source_align is not None else [])
         loaded.require_shape_stage()
         if shape is None and source_align is None:
             raise ValueError("PASL Shape Edit: connect source_align (a photo's Face Align) or shape (from PASL Shape Recompose)")

@@ -54,7 +54,8 @@ class PASLEncodeStyle(io.ComfyNode):
 
     @classmethod
     def execute(cls, models, source, source_align=None, crop_landmarks="refit") -> io.NodeOutput:
-        loaded = models.load()
+        uses_detector = source_align is not None and crop_landmarks in ("redetect", "refit")
+        loaded = models.load(detectors=[crop_detector(source_align)] if uses_detector else [])
         aeg, device = loaded.aeg, loaded.device
         progress = Progress(source.shape[0] + 1)
         codes = []

@@ -6,7 +6,8 @@ import torch
 from comfy_api.v0_0_2 import io
 
 from ..pasl.generate import generate_faces
-from .host import Progress, images_to_bchw, to_comfy_image
+from ..pasl.memory import generator_bytes
+from .host import Progress, free_cache, images_to_bchw, to_comfy_image
 
 
 def _match_batches(style: torch.Tensor, depth: torch.Tensor, landmarks: torch.Tensor) -> int:
@@ -40,10 +41,12 @@ class PASLGenerate(io.ComfyNode):
     @classmethod
     def execute(cls, models, style, depth, landmarks, batch_size=8) -> io.NodeOutput:
         frames = _match_batches(style, depth, landmarks)
-        loaded = models.load()
+        loaded = models.load(memory_required=generator_bytes(min(batch_size, frames), models.dtype))
         cpu = torch.device("cpu")
         maps = [images_to_bchw(t, cpu, torch.float32) for t in (depth, landmarks)]  # views: moved per batch
         maps = [m.expand(frames, -1, -1, -1) if m.shape[0] == 1 else m for m in maps]  # batch-1 inputs broadcast
         progress = Progress(frames)
-        faces = generate_faces(loaded.aeg.generator, style, *maps, batch_size=batch_size, progress=progress.to, out_device=cpu)
+        faces = generate_faces(loaded.aeg.generator, style, *maps, batch_size=batch_size, progress=progress.to, out_device=cpu,
+                               empty_cache=free_cache)
+        free_cache()
         return io.NodeOutput(to_comfy_image(faces))

@@ -80,8 +80,13 @@ class ManagedModels:
     def dtype(self) -> torch.dtype:
         return self.library.dtype
 
-    def load(self) -> PASLModels:
-        mm.load_models_gpu([self.patcher])
+    def load(self, memory_required: int = 0, detectors=()) -> PASLModels:
+        """Ask ComfyUI for the networks (and the FAN ``detectors`` given) on the compute device, plus
+        ``memory_required`` bytes of working memory (:mod:`pasl.memory`), in one call, so that loading
+        one cannot evict the other; ``force_full_load`` because plain torch modules cannot run
+        partly offloaded (ComfyUI's low-VRAM mode would leave some of their weights on the CPU)."""
+        patchers = [self.patcher, *(p for p in map(_DETECTOR_PATCHERS.get, map(id, detectors)) if p is not None)]
+        mm.load_models_gpu(patchers, memory_required=memory_required, force_full_load=True)
         device = next(self.patcher.model.parameters()).device
         return replace(self.library, device=device, faces=None if self.library.faces is None else self.library.faces.to(device))
 
@@ -131,28 +136,48 @@ class Progress:
         self.bar.update_absolute(done)
 
 
+def free_cache() -> None:
+    """Give cached GPU memory back after a big stage, and before a halved retry (:mod:`pasl.oom`)."""
+    mm.soft_empty_cache()
+
+
 _DETECTORS: dict[tuple, object] = {}
+_DETECTOR_PATCHERS: dict[int, comfy.model_patcher.ModelPatcher] = {}
+"""The FAN networks of each cached detector (by ``id``), under ComfyUI's memory manager."""
 
 
-def detector(backend: str):
+def detector(backend: str, load: bool = True):
     """A face detector, created once per backend and reused (its models load once).
 
     Also reachable by the name it reports (``"auto"`` resolves to ``"fan"`` or ``"dlib"``), which
-    is what a ``PASL_ALIGN`` records: later stages then reuse the same models.
+    is what a ``PASL_ALIGN`` records: later stages then reuse the same models. FAN's two networks
+    are handed to ComfyUI's memory manager (so they can be offloaded like any model); ``load``
+    asks for them on the compute device now. Nodes that also run PASL's networks pass the
+    detector to :meth:`ManagedModels.load` instead, which loads both at once. The detector
+    follows its networks wherever the manager puts them.
     """
     from ..pasl.align import make_detector
+    from ..pasl.align.detect import FanDetector
 
     key = (backend, tuple(folders()))
     if key not in _DETECTORS:
         found = make_detector(backend, weights_dir=folders())
-        _DETECTORS[key] = _DETECTORS.setdefault((found.name, key[1]), found)
-    return _DETECTORS[key]
+        found = _DETECTORS.setdefault((found.name, key[1]), found)
+        if isinstance(found, FanDetector) and id(found) not in _DETECTOR_PATCHERS:
+            networks = torch.nn.ModuleDict({"s3fd": found.s3fd, "fan": found.fan})
+            _DETECTOR_PATCHERS[id(found)] = wrap(networks, mm.get_torch_device())
+        _DETECTORS[key] = found
+    found = _DETECTORS[key]
+    if load and id(found) in _DETECTOR_PATCHERS:
+        mm.load_models_gpu([_DETECTOR_PATCHERS[id(found)]], force_full_load=True)
+    return found
 
 
-def crop_detector(alignment):
+def crop_detector(alignment, load: bool = False):
     """The detector that aligned ``alignment`` (a ``PASL_ALIGN``), for DECA's landmark pass on its
-    crops; None for crops that were only resized without a detector."""
-    return detector(alignment.backend) if alignment.backend else None
+    crops; None for crops that were only resized without a detector. Not loaded by default: the
+    node passes it to :meth:`ManagedModels.load` with PASL's networks."""
+    return detector(alignment.backend, load) if alignment.backend else None
 
 
 def chunks(count: int, size: int) -> list[slice]:

@@ -8,7 +8,7 @@ from comfy_api.v0_0_2 import io
 from ..pasl.composite import MASK_SPACES, paste_back, resize_crop_frame
 from ..pasl.geometry import ALIGNED_SIZE
 from ..pasl.masks import FOREHEAD, MASK_KINDS
-from .host import Progress, chunks, images_to_bchw, to_comfy_image
+from .host import Progress, chunks, free_cache, images_to_bchw, to_comfy_image
 
 FRAMES_PER_STEP = 8
 
@@ -64,4 +64,6 @@ class PASLPasteBack(io.ComfyNode):
             images.append(to_comfy_image(image))
             masks.append(blend[:, 0].float())
             progress.step(part.stop - part.start)
+        if count > FRAMES_PER_STEP:
+            free_cache()
         return io.NodeOutput(torch.cat(images), torch.cat(masks))

@@ -8,8 +8,9 @@ from comfy_api.v0_0_2 import io
 from ..pasl.align import BACKENDS
 from ..pasl.csg.codes import RECOMPOSE_MODES
 from ..pasl.geometry import ALIGNED_SIZE
+from ..pasl.memory import generator_bytes, shape_encoder_bytes
 from ..pasl.pipeline import ReenactOptions, Reenactor, RunSummary, frames_to_chunks
-from .host import Progress, detector, images_to_bchw, to_comfy_image
+from .host import Progress, detector, free_cache, images_to_bchw, to_comfy_image
 
 FRAMES_PER_STEP = 8
 
@@ -39,6 +40,9 @@ class PASLReenact(io.ComfyNode):
                 io.Boolean.Input("identity_score", default=False, optional=True,
                                  tooltip="Add the PAE identity score (CSIM to the source) of every result to the report; "
                                  "needs identity encoders in PASL Load Models."),
+                io.Float.Input("fps", default=25.0, min=0.01, max=1000.0, step=0.01, optional=True,
+                               tooltip="Frame rate of the driving frames, for the smoothing (its cutoffs are in Hz); "
+                               "link Get Video Components' fps. 25 when unknown."),
             ],
             outputs=[
                 io.Image.Output(display_name="image"),
@@ -50,18 +54,23 @@ class PASLReenact(io.ComfyNode):
 
     @classmethod
     def execute(cls, models, source, driving, mode, backend, smoothing, lock_scale, paste_back, color_match, source_is_crop,
-                identity_score=False) -> io.NodeOutput:
+                identity_score=False, fps=25.0) -> io.NodeOutput:
         options = ReenactOptions(mode=mode, smoothing=smoothing, lock_scale=lock_scale, paste_back=paste_back,
                                  color_match=color_match, source_alignment="resize" if source_is_crop else "align",
                                  identity_score=identity_score)
-        reenactor = Reenactor(models.load(), detector(backend), options)
+        found = detector(backend, load=False)
+        frames_per_call = min(FRAMES_PER_STEP, driving.shape[0])
+        memory = max(generator_bytes(min(options.batch_size, frames_per_call), models.dtype), shape_encoder_bytes(frames_per_call))
+        reenactor = Reenactor(models.load(memory_required=memory, detectors=[found]), found, options, empty_cache=free_cache)
         face = reenactor.encode_source(images_to_bchw(source[:1], torch.device("cpu"), torch.float32))
         progress = Progress(driving.shape[0])
         summary = RunSummary()
         frames = images_to_bchw(driving, torch.device("cpu"), torch.float32)
         images, faces, masks = [], [], []
-        for chunk in reenactor.reenact_stream(face, frames_to_chunks(frames, FRAMES_PER_STEP), summary=summary, progress=progress.to):
+        for chunk in reenactor.reenact_stream(face, frames_to_chunks(frames, FRAMES_PER_STEP), summary=summary, progress=progress.to,
+                                                fps=fps):
             faces.append(to_comfy_image(chunk.faces))
             images.append(to_comfy_image(chunk.frames) if paste_back else faces[-1])
             masks.append(chunk.masks[:, 0] if paste_back else torch.ones(chunk.faces.shape[0], ALIGNED_SIZE, ALIGNED_SIZE))
+        free_cache()
         return io.NodeOutput(torch.cat(images), torch.cat(faces), torch.cat(masks), summary.text())

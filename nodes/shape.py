@@ -66,7 +66,8 @@ class PASLShapeRecompose(io.ComfyNode):
         relative = motion == "relative"
         weighted = chosen if (relative or chosen != MotionStrengths()) else None  # None: the paper's code swap, bit for bit
         reference = None
-        loaded = models.load()
+        uses_detector = crop_landmarks in ("redetect", "refit")
+        loaded = models.load(detectors=[crop_detector(a) for a in (source_align, driver_align)] if uses_detector else [])
         loaded.require_shape_stage()
         progress = Progress(len(driver_align) + 1)
 

@@ -41,3 +41,8 @@ class VideoError(PASLError):
 class DownloadError(PASLError):
     """A download failed (no network, HTTP error) or its content did not match its name's
     checksum (``pasl.download``)."""
+
+
+class OutOfMemoryError(PASLError, MemoryError):
+    """A batched stage ran out of accelerator memory even one frame at a time, after
+    :mod:`pasl.oom` had halved its batch down to 1 (``pasl.generate.generate_faces``)."""

@@ -2,7 +2,8 @@
 
 One loop for the pipeline and the Generate node: batches of ``batch_size`` frames go
 through the AEG generator on the models' device and dtype; entries without a face get a
-black face and never reach the generator.
+black face and never reach the generator. A batch that runs out of GPU memory is retried
+with half as many frames (:class:`pasl.oom.Backoff`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from .geometry import ALIGNED_SIZE
 from .imageops import resize_square
+from .oom import Backoff
 
 
 def drawn_maps(depth: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
@@ -27,9 +29,10 @@ def generate_faces(
     landmarks: torch.Tensor,
     has_face: torch.Tensor | None = None,
     *,
-    batch_size: int = 8,
+    batch_size: int | Backoff = 8,
     progress: Callable[[int], None] | None = None,
     out_device: torch.device | str | None = None,
+    empty_cache: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Faces drawn by the AEG generator from conditioning maps, ``batch_size`` frames per call.
 
@@ -41,15 +44,21 @@ def generate_faces(
             comes, so CPU maps of a long clip are never copied whole.
         has_face: ``(B,)`` bool, or None for "where a map is drawn" (:func:`drawn_maps`).
             Entries without a face are black and skip the generator.
-        batch_size: frames per generator call (>= 1).
+        batch_size: frames per generator call (>= 1), halved on out-of-memory errors; or a
+            :class:`pasl.oom.Backoff` that keeps a halved size across calls (a clip's chunks).
         progress: called with the number of frames done after each batch (may raise to cancel).
         out_device: where the faces are collected (default: the generator's device).
+        empty_cache: frees cached GPU memory before a halved retry (ComfyUI's
+            ``soft_empty_cache``); default :func:`pasl.oom.free_cached_memory`. Ignored when
+            ``batch_size`` is a ``Backoff``.
+
+    Raises:
+        pasl.errors.OutOfMemoryError: one frame at a time still ran out of memory.
 
     Returns:
         ``(B, 3, 256, 256)`` float32 on ``out_device``.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    backoff = batch_size if isinstance(batch_size, Backoff) else Backoff(batch_size, empty_cache)
     count = depth.shape[0]
     if landmarks.shape[0] != count or style.shape[0] not in (1, count):
         raise ValueError(f"depth, landmarks and style must have one entry per frame (style may have 1): got "
@@ -60,13 +69,13 @@ def generate_faces(
     faces = torch.zeros(count, 3, ALIGNED_SIZE, ALIGNED_SIZE, device=out_device)
     found = drawn_maps(depth, landmarks) if has_face is None else torch.as_tensor(has_face).bool()
     found = found.cpu()
-    for start in range(0, count, batch_size):
-        part = torch.arange(start, min(start + batch_size, count))
-        rows = part[found[part]]
+
+    def step(part: slice) -> None:
+        rows = torch.arange(part.start, part.stop)[found[part]]
         if rows.numel():
             codes = style if style.shape[0] == 1 else style[rows.to(style.device)]
             maps = [resize_square(m[rows.to(m.device)].to(device=device, dtype=dtype), ALIGNED_SIZE) for m in (depth, landmarks)]
             faces[rows.to(out_device)] = generator(*maps, codes.to(device=device, dtype=dtype)).float().to(out_device)
-        if progress is not None:
-            progress(int(part[-1]) + 1)
+
+    backoff.run(count, step, progress)
     return faces

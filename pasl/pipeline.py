@@ -28,6 +28,7 @@ from .identity import IdentityScores, encode_identity, score_identity
 from .imageops import QUANTIZE_MODES
 from .masks import FOREHEAD, MASK_KINDS, check_mask_fractions
 from .models import PASLModels
+from .oom import Backoff
 from .pae import IdentityReference
 from .shape import CROP_LANDMARKS, ShapeCodes, recompose_shapes, render_conditioning, shape_codes
 
@@ -284,15 +285,20 @@ class Reenactor:
         models: from :func:`pasl.models.load_models` (shape stage required).
         detector: from :func:`pasl.align.make_detector` (loaded once, reused).
         options: :class:`ReenactOptions`.
+        empty_cache: frees cached GPU memory when the generator's batch is halved after an
+            out-of-memory error (ComfyUI's ``soft_empty_cache``); default
+            :func:`pasl.oom.free_cached_memory`. A halved batch stays halved for the later chunks.
     """
 
-    def __init__(self, models: PASLModels, detector, options: ReenactOptions | None = None):
+    def __init__(self, models: PASLModels, detector, options: ReenactOptions | None = None,
+                 empty_cache: Callable[[], None] | None = None):
         models.require_shape_stage()
         if options is not None and options.identity_score:
             models.require_identity()
         self.models = models
         self.detector = detector
         self.options = options or ReenactOptions()
+        self.generator_batch = Backoff(self.options.batch_size, empty_cache)
 
     def encode_source(self, image: Any) -> SourceFace:
         """Align (or resize) the source image, then its style code and FLAME codes."""
@@ -326,7 +332,7 @@ class Reenactor:
         models, options = self.models, self.options
         shapes, report = recompose_shapes(models, source.shape, driver, options.mode, options.refine_steps, options.cycle_check)
         depth, landmarks = render_conditioning(models.flame, models.faces, shapes, flatten=options.flatten)
-        faces = generate_faces(models.aeg.generator, source.style, depth, landmarks, shapes.face_mask, batch_size=options.batch_size)
+        faces = generate_faces(models.aeg.generator, source.style, depth, landmarks, shapes.face_mask, batch_size=self.generator_batch)
         return faces, depth, landmarks, report
 
     def reenact(self, source: SourceFace, frames: Any, smoother: TemporalSmoother | None = None, first_frame: int = 0) -> ReenactedChunk:

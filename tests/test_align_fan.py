@@ -220,6 +220,13 @@ class TestDecaLandmarkPass:
         assert second.fan is detector.fan and second.s3fd is detector.s3fd
         assert second.for_crop_landmarks() is second
 
+    def test_the_detector_runs_where_its_networks_are(self, weights_dir):
+        """A memory manager (ComfyUI's) moves the networks between calls; inputs must follow them."""
+        moved = make_detector("fan", weights_dir)
+        assert moved.device == torch.device("cpu")
+        moved.s3fd.to("meta")  # where a manager could have put them; "meta" stands for a GPU on a CPU-only machine
+        assert moved.device == torch.device("meta") and moved.for_crop_landmarks().device == torch.device("meta")
+
     def test_landmarks_and_deca_crop_equal_official(self, detector, official, opencv):
         from pasl.csg.crop import deca_crop_transform
         from pasl.shape import detect_crop_landmarks

@@ -10,7 +10,7 @@ import pytest
 import pasl.errors as errors
 
 CLASSES = ["PASLError", "MissingWeightError", "WeightFileError", "NoFaceError", "NonFiniteError", "BackendUnavailableError",
-           "VideoError", "DownloadError"]
+           "VideoError", "DownloadError", "OutOfMemoryError"]
 
 
 @pytest.mark.parametrize("name", CLASSES)

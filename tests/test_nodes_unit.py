@@ -54,6 +54,8 @@ class Host:
     folder_paths: ModuleType
     backends: list
     detector: CountingDetector
+    real_detector: object = None
+    """The pack's own ``host.detector`` (the nodes see the scripted one)."""
 
     def node(self, node_id: str):
         return self.nodes[node_id]
@@ -100,15 +102,16 @@ def host(tmp_path_factory, pae_folder) -> Host:
         backends: list[str] = []
         scripted = CountingDetector()
 
-        def detector(backend: str):
+        def detector(backend: str, load: bool = True):
             backends.append(backend)
             return scripted
 
+        real_detector = sys.modules[f"{PACK}.nodes.host"].detector
         with pytest.MonkeyPatch.context() as patch:
             for module in ("align", "reenact", "animate", "host"):  # host.crop_detector serves Shape Recompose, Edit and Encode
                 patch.setattr(sys.modules[f"{PACK}.nodes.{module}"], "detector", detector)
             yield Host(nodes, base, sys.modules[PACK], io, double_execution.run_node, double_execution.validate,
-                       double_execution.fingerprint, mm, comfy.utils, folder_paths, backends, scripted)
+                       double_execution.fingerprint, mm, comfy.utils, folder_paths, backends, scripted, real_detector)
     finally:
         sys.path.remove(str(HOST_DOUBLE))
         for name in [n for n in sys.modules if _owned(n)]:
@@ -525,6 +528,114 @@ class TestReenact:
         torch.testing.assert_close(generated[0][found], faces[found], rtol=0, atol=1e-4)
         torch.testing.assert_close(pasted[0], image, rtol=0, atol=1e-4)
         torch.testing.assert_close(pasted[1], mask, rtol=0, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------- memory
+@pytest.fixture
+def memory_calls(host, monkeypatch):
+    """Every ``load_models_gpu`` call as (patchers, memory_required, force_full_load), and a count of ``soft_empty_cache``."""
+    calls, freed, load = [], [], host.mm.load_models_gpu
+
+    def recording_load(models, memory_required=0, force_full_load=False, **options):
+        calls.append((list(models), memory_required, force_full_load))
+        return load(models, memory_required=memory_required, force_full_load=force_full_load, **options)
+
+    monkeypatch.setattr(host.mm, "load_models_gpu", recording_load)
+    monkeypatch.setattr(host.mm, "soft_empty_cache", lambda force=False: freed.append(force))
+    return calls, freed
+
+
+class TestMemory:
+    def test_generate_asks_for_its_working_memory_and_frees_the_cache_after(self, host, models, style, maps, memory_calls):
+        from pasl.memory import generator_bytes
+
+        calls, freed = memory_calls
+        host.run(host.node("PASLGenerate"), models=models[0], style=style[0], depth=maps[0], landmarks=maps[1], batch_size=2)
+        assert calls == [([models[0].patcher], generator_bytes(2, torch.float32), True)]
+        assert len(freed) == 1
+
+    def test_generate_halves_its_batch_when_memory_runs_out(self, host, models, style, maps, generated, memory_calls, monkeypatch):
+        calls, freed = memory_calls
+        generator, sizes = _library_models(models).aeg.generator, []
+        forward = generator.forward
+
+        def one_frame_fits(depth, landmarks, style):
+            sizes.append(depth.shape[0])
+            if depth.shape[0] > 1:
+                raise torch.OutOfMemoryError("CUDA out of memory (fake)")
+            return forward(depth, landmarks, style)
+
+        monkeypatch.setattr(generator, "forward", one_frame_fits)
+        run = host.run(host.node("PASLGenerate"), models=models[0], style=style[0], depth=maps[0], landmarks=maps[1], batch_size=3)
+        assert sizes == [2, 1, 1]  # frames 0-2 (frame 1 has no face: 2 rows) fail, then one frame at a time
+        assert len(freed) == 2  # ComfyUI's soft_empty_cache before the retry, and after the stage
+        torch.testing.assert_close(run[0], generated[0], rtol=0, atol=1e-5)
+
+    def test_one_frame_out_of_memory_is_one_sentence(self, host, models, style, maps, monkeypatch):
+        out_of_memory = host.pack_module("pasl.errors").OutOfMemoryError  # the pack's own copy of the class
+        generator = _library_models(models).aeg.generator
+
+        def nothing_fits(*args):
+            raise torch.OutOfMemoryError("CUDA out of memory (fake)")
+
+        monkeypatch.setattr(generator, "forward", nothing_fits)
+        with pytest.raises(out_of_memory, match=r"^the generator ran out of GPU memory even one frame at a time \(batch size 2"):
+            host.run(host.node("PASLGenerate"), models=models[0], style=style[0], depth=maps[0], landmarks=maps[1], batch_size=2)
+
+    def test_reenact_loads_the_models_and_the_detector_at_once(self, host, models, driving, memory_calls):
+        from pasl.memory import generator_bytes, shape_encoder_bytes
+
+        calls, freed = memory_calls
+        host.run(host.node("PASLReenact"), models=models[0], source=_frames(1, 300, 300, seed=1), driving=driving,
+                 mode="recompose", backend="auto", smoothing=0.0, lock_scale=False, paste_back=True, color_match=0.0,
+                 source_is_crop=False)
+        # three frames: one chunk, generator batch 3; the scripted detector has no networks to manage
+        assert calls == [([models[0].patcher], max(generator_bytes(3, torch.float32), shape_encoder_bytes(3)), True)]
+        assert len(freed) == 1
+
+    def test_the_fan_detector_is_under_the_model_manager(self, host, models, tmp_path, memory_calls, monkeypatch):
+        from fan_synthetic import write_fan_files
+
+        calls, _ = memory_calls
+        host_module = host.pack_module("nodes.host")
+        write_fan_files(tmp_path)
+        monkeypatch.setattr(host_module, "folders", lambda: [str(tmp_path)])
+        found = host.real_detector("fan")
+        patcher = host_module._DETECTOR_PATCHERS[id(found)]
+        assert patcher.model["s3fd"] is found.s3fd and patcher.model["fan"] is found.fan
+        assert calls == [([patcher], 0, True)] and host.mm.current_loaded_models[0] is patcher
+        assert host.real_detector("fan", load=False) is found and len(calls) == 1
+        models[0].load(memory_required=5, detectors=[found, None])
+        assert calls[-1] == ([models[0].patcher, patcher], 5, True)
+
+
+class TestFps:
+    """The smoother's cutoffs are in Hz: the nodes that smooth pass the clip's frame rate on (25 when not given)."""
+
+    @pytest.fixture
+    def smoothers(self, host, monkeypatch):
+        made = []
+
+        class RecordingSmoother(host.pack_module("pasl.align.smooth").TemporalSmoother):
+            def __init__(self, *args, **options):
+                super().__init__(*args, **options)
+                made.append(self.fps)
+
+        for module in ("nodes.align", "pasl.pipeline"):
+            monkeypatch.setattr(host.pack_module(module), "TemporalSmoother", RecordingSmoother)
+        return made
+
+    def test_face_align(self, host, smoothers):
+        frames = _frames(2, 48, 64)
+        host.run(host.node("PASLFaceAlign"), **_align_inputs(frames, smoothing=1.0))
+        host.run(host.node("PASLFaceAlign"), **_align_inputs(frames, smoothing=1.0, fps=29.97))
+        assert smoothers == [25.0, 29.97]
+
+    def test_reenact(self, host, models, smoothers):
+        host.run(host.node("PASLReenact"), models=models[0], source=_frames(1, 300, 300, seed=1), driving=_frames(1),
+                 mode="recompose", backend="auto", smoothing=1.0, lock_scale=False, paste_back=False, color_match=0.0,
+                 source_is_crop=False, fps=12.5)
+        assert smoothers == [12.5]
 
 
 # ----------------------------------------------------------------------------------------- host behaviours

@@ -399,7 +399,8 @@ class FanDetector(Detector):
             ``2DFAN4-11f355bf06.pth.tar`` (searched recursively, so ``models/pasl`` finds
             ``models/pasl/face_alignment/``); ``$PASL_WEIGHTS`` and the pack's ``weights/``
             are searched after it.
-        device, dtype: where the two networks run.
+        device, dtype: where the two networks are made. Later, :attr:`device` follows the
+            networks, so a memory manager (ComfyUI's) may move them between calls.
         flip_input: add the mirrored image's heatmaps (official: True).
         integer_landmarks: truncate landmarks to integers like face_alignment (official:
             True); False keeps sub-pixel values (see :func:`pasl.align.fan.peaks_to_image`).
@@ -431,12 +432,17 @@ class FanDetector(Detector):
                 f"{fan.FAN_URL}{fan.S3FD_FILE} and {fan.FAN_URL}{fan.FAN_FILE} (face-alignment, BSD-3). "
                 f"Or use backend='dlib' ({DLIB_INSTALL})."
             )
-        self.device, self.dtype = torch.device(device), dtype
+        self.dtype = dtype
         self.flip_input, self.integer_landmarks, self.max_side = flip_input, integer_landmarks, max_side
         self.score_threshold = fan.S3FD_SCORE_THRESHOLD if score_threshold is None else float(score_threshold)
-        self.s3fd = fan.load_network(fan.S3FD(), files[fan.S3FD_FILE], "S3FD").to(self.device, dtype)
-        self.fan = fan.load_network(fan.FAN(), files[fan.FAN_FILE], "FAN").to(self.device, dtype)
+        self.s3fd = fan.load_network(fan.S3FD(), files[fan.S3FD_FILE], "S3FD").to(torch.device(device), dtype)
+        self.fan = fan.load_network(fan.FAN(), files[fan.FAN_FILE], "FAN").to(torch.device(device), dtype)
         self.files = files
+
+    @property
+    def device(self) -> torch.device:
+        """Where the networks are now; inputs are sent there."""
+        return next(self.s3fd.parameters()).device
 
     @torch.inference_mode()
     def boxes(self, image: np.ndarray) -> np.ndarray:
