@@ -9,7 +9,14 @@ Typical use::
     result.frame_from_crop  # (B, 3, 3), to paste results back into the frames
     print(result.summary())
 
-For a long video, keep one :class:`TemporalSmoother` and feed chunks::
+For a long video, keep one :class:`FaceTracker` (detects only when needed, follows the faces with the
+cheap landmark stage in between, smooths each face) and feed chunks::
+
+    tracker = FaceTracker(detector, detect_every=25, smoothing=1.0, fps=25)
+    for chunk in chunks:
+        part = align_faces(chunk, tracker=tracker, require_face=False)
+
+or, detecting every frame, one :class:`TemporalSmoother`::
 
     smoother = TemporalSmoother(strength=1.0, fps=25, lock_scale=True)
     for chunk in chunks:
@@ -35,12 +42,13 @@ from .crop import ALIGN_MODES, PASL_TEMPLATE_256, alignment_transform, five_poin
 from .detect import BACKENDS, SELECT_RULES, Detector, DlibDetector, FanDetector, make_detector, select_face
 from .images import frame_sizes, to_frames
 from .smooth import TemporalSmoother
+from .track import DEFAULT_DETECT_EVERY, FaceTracker, TrackedFace
 from .types import AlignedFace, Face, FaceAlignment
 
 __all__ = [
-    "ALIGN_MODES", "BACKENDS", "PASL_TEMPLATE_256", "SELECT_RULES", "WARPS",
-    "AlignedFace", "BackendUnavailableError", "Detector", "DlibDetector", "Face", "FaceAlignment", "FanDetector",
-    "NoFaceError", "TemporalSmoother",
+    "ALIGN_MODES", "BACKENDS", "DEFAULT_DETECT_EVERY", "PASL_TEMPLATE_256", "SELECT_RULES", "WARPS",
+    "AlignedFace", "BackendUnavailableError", "Detector", "DlibDetector", "Face", "FaceAlignment", "FaceTracker", "FanDetector",
+    "NoFaceError", "TemporalSmoother", "TrackedFace",
     "align_faces", "alignment_transform", "crop_frames", "five_points", "letterbox_transform", "make_detector",
     "read_image", "read_video", "select_face", "to_frames",
 ]
@@ -71,6 +79,31 @@ def _detect(frames: list[torch.Tensor], detector: Detector, select: str | int):
         landmarks[i] = faces[chosen].landmarks
         scores[i] = faces[chosen].score
     return landmarks, scores, counts, ~torch.isnan(landmarks[:, 0, 0])
+
+
+def _track(frames: list[torch.Tensor], tracker: FaceTracker, select: str | int):
+    """Like :func:`_detect` through the tracker, plus per frame: track id (-1: none), whether the detector
+    ran, and the tracker's smoothed ``crop_from_frame`` (NaN where it does not smooth or there is no face)."""
+    count = len(frames)
+    landmarks = torch.full((count, NUM_LANDMARKS, 2), float("nan"), dtype=torch.float32)
+    scores = torch.full((count,), float("nan"), dtype=torch.float32)
+    counts = torch.zeros(count, dtype=torch.int64)
+    track_ids = torch.full((count,), -1, dtype=torch.int64)
+    matrices = torch.full((count, 3, 3), float("nan"), dtype=torch.float64)
+    first = tracker.frame
+    tracked = tracker.track([to_uint8_hwc(frame) for frame in frames])
+    ran = set(tracker.stats.detection_frames[-count:])
+    detected = torch.tensor([first + i in ran for i in range(count)], dtype=torch.bool)
+    for i, (frame, faces) in enumerate(zip(frames, tracked)):
+        counts[i] = len(faces)
+        chosen = select_face([f.face for f in faces], select, (int(frame.shape[-2]), int(frame.shape[-1])))
+        if chosen is None:
+            continue
+        face = faces[chosen]
+        landmarks[i], scores[i], track_ids[i] = face.landmarks, face.face.score, face.track_id
+        if face.crop_from_frame is not None:
+            matrices[i] = face.crop_from_frame
+    return landmarks, scores, counts, ~torch.isnan(landmarks[:, 0, 0]), track_ids, detected, matrices
 
 
 def _to_device(matrix: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -123,6 +156,7 @@ def align_faces(
     detector: Detector | None = None,
     *,
     smoother: TemporalSmoother | None = None,
+    tracker: FaceTracker | None = None,
     fps: float = 25.0,
     weights_dir=None,
     warp: str = "cv2",
@@ -149,6 +183,11 @@ def align_faces(
         lock_scale: fix the crop scale over the clip (``True``: median; or a value).
         detector: a reusable detector from :func:`make_detector` (models loaded once).
         smoother: a :class:`TemporalSmoother` carried across chunks of one video.
+        tracker: a :class:`FaceTracker` carried across chunks of one video: the detector runs only
+            when needed and the landmark stage follows the faces in between; the tracker uses its
+            own detector and smooths each face itself, so ``detector``, ``backend``, ``smoothing``,
+            ``lock_scale`` and ``smoother`` are not taken with it. The result has ``track_ids``
+            and ``detected``.
         fps: frame rate for ``smoothing`` (cutoffs are in Hz).
         weights_dir: extra folder(s) for the FAN weights when ``detector`` is None.
         warp: one of :data:`WARPS`: ``"cv2"`` (bit-exact with the official crop) or
@@ -175,13 +214,20 @@ def align_faces(
         raise ValueError("mode='align' needs landmarks: choose a backend other than 'none', or use mode='resize'")
     if isinstance(select, str) and select not in SELECT_RULES:
         raise ValueError(f"select must be one of {SELECT_RULES} or an int, got {select!r}")
+    if tracker is not None and (detector is not None or smoother is not None or smoothing > 0 or lock_scale is not False):
+        raise ValueError("with a tracker, leave out detector, smoother, smoothing and lock_scale: the FaceTracker has its "
+                         "own detector and smooths each face")
     frames = to_frames(images)
     count = len(frames)
     sizes = frame_sizes(frames)
 
-    if detector is None and backend != "none":
+    track_ids = detected = tracked_matrices = None
+    if tracker is None and detector is None and backend != "none":
         detector = make_detector(backend, weights_dir)
-    if detector is not None:
+    if tracker is not None:
+        landmarks, scores, counts, has_face, track_ids, detected, tracked_matrices = _track(frames, tracker, select)
+        backend_name = tracker.detector.name
+    elif detector is not None:
         landmarks, scores, counts, has_face = _detect(frames, detector, select)
         backend_name = detector.name
     else:
@@ -208,6 +254,8 @@ def align_faces(
         if smoother is not None:
             landmarks, smoothed = smoother(landmarks, has_face)  # also advances its clock over faceless chunks
             crop_from_frame[has_face] = smoothed[has_face].to(crop_from_frame.dtype)
+        elif tracker is not None and tracker.smooths:
+            crop_from_frame[has_face] = tracked_matrices[has_face].to(crop_from_frame.dtype)
         else:
             crop_from_frame[has_face] = alignment_transform(landmarks[has_face]).to(crop_from_frame.dtype)
 
@@ -225,6 +273,8 @@ def align_faces(
         frame_sizes=sizes.to(device),
         mode=mode,
         backend=backend_name,
+        track_ids=None if track_ids is None else track_ids.to(device),
+        detected=None if detected is None else detected.to(device),
     )
     if result.faceless_frames:
         log.warning("%s", result.summary())

@@ -59,6 +59,7 @@ class AlignedFace:
     face_count: int
     has_face: bool
     frame_size: tuple[int, int]
+    track_id: int = -1
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ class FaceAlignment:
         frame_sizes: ``(B, 2)`` int64 ``(H, W)`` of each input frame.
         mode: ``"align"`` (5-point similarity) or ``"resize"`` (whole frame to 256).
         backend: name of the detector that produced the landmarks.
+        track_ids: ``(B,)`` int64 id of the chosen face's track (:class:`pasl.align.track.FaceTracker`),
+            -1 without a face; None when the frames were not tracked.
+        detected: ``(B,)`` bool, the face detector ran on this frame (tracked frames only ran the
+            landmark stage); None when the frames were not tracked (every frame was detected).
     """
 
     crops: torch.Tensor
@@ -96,6 +101,8 @@ class FaceAlignment:
     frame_sizes: torch.Tensor
     mode: str = "align"
     backend: str = ""
+    track_ids: torch.Tensor | None = None
+    detected: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.crops.shape[0])
@@ -113,6 +120,7 @@ class FaceAlignment:
             face_count=int(self.face_counts[index]),
             has_face=bool(self.has_face[index]),
             frame_size=(int(self.frame_sizes[index, 0]), int(self.frame_sizes[index, 1])),
+            track_id=-1 if self.track_ids is None else int(self.track_ids[index]),
         )
 
     @property
@@ -143,6 +151,9 @@ class FaceAlignment:
         several = torch.nonzero(self.face_counts.cpu() > 1).flatten().tolist()
         if several:
             text += f"; several faces in frame{'s' if len(several) > 1 else ''} {_ranges(several)}"
+        if self.detected is not None and self.track_ids is not None:
+            tracks = len(set(self.track_ids[self.track_ids >= 0].tolist()))
+            text += f"; tracked ({tracks} track{'' if tracks == 1 else 's'}), detector ran on {int(self.detected.sum())} of {total} frames"
         return text
 
     def to(self, device: torch.device | str) -> FaceAlignment:
@@ -158,7 +169,17 @@ class FaceAlignment:
         modes = {p.mode for p in parts}
         if len(modes) != 1:
             raise ValueError(f"cannot join results of different modes {sorted(modes)}")
-        tensors = {f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(cls) if f.name not in ("mode", "backend")}
+        optional = {"track_ids": -1, "detected": True}  # fill for untracked parts (every frame detected)
+        tensors = {f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(cls)
+                   if f.name not in ("mode", "backend", *optional)}
+        for name, fill in optional.items():
+            values = [getattr(p, name) for p in parts]
+            if any(v is not None for v in values):
+                tensors[name] = torch.cat([
+                    v if v is not None else torch.full((len(p),), fill, device=p.has_face.device,
+                                                       dtype=torch.int64 if name == "track_ids" else torch.bool)
+                    for p, v in zip(parts, values)
+                ])
         backends = sorted({p.backend for p in parts if p.backend})
         return cls(**tensors, mode=parts[0].mode, backend="+".join(backends))
 
