@@ -326,3 +326,35 @@ class TestRealVideo:
         smoothed_every = align_faces(frames, detector=detector, smoothing=1.0, fps=30.0)
         smoothed = align_faces(frames, tracker=FaceTracker(detector, detect_every=25, smoothing=1.0, fps=30.0))
         assert jitter(smoothed.landmarks, smoothed.crop_from_frame) <= jitter(smoothed_every.landmarks, smoothed_every.crop_from_frame)
+
+
+class TestAllFaces:
+    @staticmethod
+    def script(i: int) -> list[torch.Tensor]:
+        return [] if i == 2 else TestIdsAndSmoothing.two_faces(i)
+
+    def frames(self, start: int, stop: int) -> np.ndarray:
+        return np.stack([frame(i, shot=int(i == 2)) for i in range(start, stop)])  # the faceless frame 2 is a cut
+
+    def test_every_face_is_a_row(self):
+        tracker = FaceTracker(ScriptDetector(self.script), detect_every=0)
+        parts = [align_faces(self.frames(s, s + 3), tracker=tracker, select="all", require_face=False) for s in (0, 3)]
+        result = FaceAlignment.cat(parts)
+        assert result.frame_index.tolist() == [0, 0, 1, 1, 2, 3, 3, 4, 4, 5, 5]
+        assert result.track_ids.tolist() == [0, 1, 0, 1, -1, 0, 1, 0, 1, 0, 1]
+        assert result.has_face.tolist() == [True] * 4 + [False] + [True] * 6
+        assert result.faceless_frames == [2] and result.frame_count == 6 and result.face_counts.tolist()[:5] == [2, 2, 2, 2, 0]
+        assert "face in 5 of 6 frames (10 faces, every face kept)" in result.summary()
+        assert "several faces in frames 0-1, 3-5" in result.summary()
+        # each row is that face's own crop: the same as choosing it alone
+        left = align_faces(self.frames(0, 2), tracker=FaceTracker(ScriptDetector(self.script), detect_every=0), select=0)
+        assert torch.equal(result.crops[[1, 3]], left.crops)
+        assert torch.allclose(result.landmarks[[1, 3]], left.landmarks)
+
+    def test_without_tracker_rows_go_left_to_right(self):
+        result = align_faces(self.frames(0, 2), detector=ScriptDetector(self.script), select="all")
+        x = result.landmarks[:, :, 0].mean(1)
+        assert result.frame_index.tolist() == [0, 0, 1, 1] and bool(x[0] < x[1]) and bool(x[2] < x[3])
+        assert result.track_ids is None
+        with pytest.raises(ValueError, match="select='all' smooths"):
+            align_faces(self.frames(0, 2), detector=ScriptDetector(self.script), select="all", smoothing=1.0)

@@ -30,6 +30,7 @@ Conventions: see :mod:`pasl.align.types` (OpenCV pixel coordinates; affines name
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -46,7 +47,7 @@ from .track import DEFAULT_DETECT_EVERY, FaceTracker, TrackedFace
 from .types import AlignedFace, Face, FaceAlignment
 
 __all__ = [
-    "ALIGN_MODES", "BACKENDS", "DEFAULT_DETECT_EVERY", "PASL_TEMPLATE_256", "SELECT_RULES", "WARPS",
+    "ALIGN_MODES", "BACKENDS", "DEFAULT_DETECT_EVERY", "PASL_TEMPLATE_256", "SELECT_ALL", "SELECT_RULES", "WARPS",
     "AlignedFace", "BackendUnavailableError", "Detector", "DlibDetector", "Face", "FaceAlignment", "FaceTracker", "FanDetector",
     "NoFaceError", "TemporalSmoother", "TrackedFace",
     "align_faces", "alignment_transform", "crop_frames", "five_points", "letterbox_transform", "make_detector",
@@ -55,6 +56,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+SELECT_ALL = "all"
+"""``select="all"``: every face of every frame becomes a row of the result (see ``FaceAlignment.frame_index``)."""
 WARPS = ("cv2", "torch")
 """How crops are cut: ``"cv2"`` (``cv2.warpAffine`` on uint8, bit-exact with the official crop; the
 default everywhere) or ``"torch"`` (``grid_sample`` in float, batched on the frames' device)."""
@@ -62,48 +65,46 @@ WARP_CHUNK = 16
 """Frames stacked per ``grid_sample`` call (bounds the copy of the source frames)."""
 
 
-def _detect(frames: list[torch.Tensor], detector: Detector, select: str | int):
-    """Per frame: chosen landmarks (NaN if none), score, face count, has_face."""
-    count = len(frames)
-    landmarks = torch.full((count, NUM_LANDMARKS, 2), float("nan"), dtype=torch.float32)
-    scores = torch.full((count,), float("nan"), dtype=torch.float32)
-    counts = torch.zeros(count, dtype=torch.int64)
-    for i, frame in enumerate(frames):
-        faces = detector.detect(to_uint8_hwc(frame))
-        counts[i] = len(faces)
-        chosen = select_face(faces, select, (int(frame.shape[-2]), int(frame.shape[-1])))
-        if chosen is None:
-            if faces:
-                log.info("frame %d: %d faces but none matches select=%r", i, len(faces), select)
-            continue
-        landmarks[i] = faces[chosen].landmarks
-        scores[i] = faces[chosen].score
-    return landmarks, scores, counts, ~torch.isnan(landmarks[:, 0, 0])
+@dataclass(frozen=True)
+class _Found:
+    """One face found in one frame, before the choice: what becomes a row of the result."""
+
+    face: Face
+    landmarks: torch.Tensor
+    track_id: int = -1
+    crop_from_frame: torch.Tensor | None = None
 
 
-def _track(frames: list[torch.Tensor], tracker: FaceTracker, select: str | int):
-    """Like :func:`_detect` through the tracker, plus per frame: track id (-1: none), whether the detector
-    ran, and the tracker's smoothed ``crop_from_frame`` (NaN where it does not smooth or there is no face)."""
-    count = len(frames)
-    landmarks = torch.full((count, NUM_LANDMARKS, 2), float("nan"), dtype=torch.float32)
-    scores = torch.full((count,), float("nan"), dtype=torch.float32)
-    counts = torch.zeros(count, dtype=torch.int64)
-    track_ids = torch.full((count,), -1, dtype=torch.int64)
-    matrices = torch.full((count, 3, 3), float("nan"), dtype=torch.float64)
+def _faces_per_frame(frames: list[torch.Tensor], detector: Detector | None, tracker: FaceTracker | None):
+    """Every face of every frame (by the detector, or through the tracker), and per frame whether the
+    detector ran (None without a tracker: it ran on all)."""
+    images = [to_uint8_hwc(frame) for frame in frames]
+    if tracker is None:
+        return [[_Found(f, f.landmarks) for f in detector.detect(image)] for image in images], None
     first = tracker.frame
-    tracked = tracker.track([to_uint8_hwc(frame) for frame in frames])
-    ran = set(tracker.stats.detection_frames[-count:])
-    detected = torch.tensor([first + i in ran for i in range(count)], dtype=torch.bool)
-    for i, (frame, faces) in enumerate(zip(frames, tracked)):
-        counts[i] = len(faces)
-        chosen = select_face([f.face for f in faces], select, (int(frame.shape[-2]), int(frame.shape[-1])))
-        if chosen is None:
+    tracked = tracker.track(images)
+    ran = set(tracker.stats.detection_frames[-len(frames):])
+    detected = torch.tensor([first + i in ran for i in range(len(frames))], dtype=torch.bool)
+    return [[_Found(t.face, t.landmarks, t.track_id, t.crop_from_frame) for t in faces] for faces in tracked], detected
+
+
+def _choose(found: list[list[_Found]], select: str | int, frames: list[torch.Tensor]) -> tuple[list[int], list[_Found | None]]:
+    """The rows of the result: ``(frame of each row, face of each row or None)``. One row per frame, or with
+    ``select="all"`` one per face (left to right, or by track id) and one faceless row for a frame without any."""
+    rows: list[int] = []
+    chosen: list[_Found | None] = []
+    for i, (faces, image) in enumerate(zip(found, frames)):
+        if select == SELECT_ALL:
+            order = sorted(range(len(faces)), key=lambda k: (faces[k].track_id, faces[k].face.center[0]))
+            rows += [i] * max(1, len(order))
+            chosen += [faces[k] for k in order] or [None]
             continue
-        face = faces[chosen]
-        landmarks[i], scores[i], track_ids[i] = face.landmarks, face.face.score, face.track_id
-        if face.crop_from_frame is not None:
-            matrices[i] = face.crop_from_frame
-    return landmarks, scores, counts, ~torch.isnan(landmarks[:, 0, 0]), track_ids, detected, matrices
+        index = select_face([f.face for f in faces], select, (int(image.shape[-2]), int(image.shape[-1])))
+        if index is None and faces:
+            log.info("frame %d: %d faces but none matches select=%r", i, len(faces), select)
+        rows.append(i)
+        chosen.append(None if index is None else faces[index])
+    return rows, chosen
 
 
 def _to_device(matrix: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -171,7 +172,9 @@ def align_faces(
         backend: ``"auto"``, ``"fan"``, ``"dlib"``, ``"dlib-hog"``, or ``"none"`` (no
             detection; only with ``mode="resize"``). Ignored when ``detector`` is given.
         select: ``"largest"``, ``"central"``, ``"score"`` (official: the detector's first)
-            or an int (i-th face from the image-left); see :func:`select_face`.
+            or an int (i-th face from the image-left); see :func:`select_face`. ``"all"``
+            (:data:`SELECT_ALL`): every face is a row of the result, ``frame_index`` says whose frame
+            (a frame without a face keeps one faceless row); smoothing then needs a ``tracker``.
         mode: ``"align"``: the official 5-point similarity to the ArcFace template
             (``get_arcface``). ``"resize"``: the whole frame stretched to 256x256
             (``cv2.resize`` INTER_LINEAR, what the official demos do to source images that
@@ -212,30 +215,38 @@ def align_faces(
         raise ValueError(f"backend must be one of {BACKENDS + ('none',)}, got {backend!r}")
     if detector is None and backend == "none" and mode == "align":
         raise ValueError("mode='align' needs landmarks: choose a backend other than 'none', or use mode='resize'")
-    if isinstance(select, str) and select not in SELECT_RULES:
-        raise ValueError(f"select must be one of {SELECT_RULES} or an int, got {select!r}")
+    if isinstance(select, str) and select not in SELECT_RULES + (SELECT_ALL,):
+        raise ValueError(f"select must be one of {SELECT_RULES + (SELECT_ALL,)} or an int, got {select!r}")
     if tracker is not None and (detector is not None or smoother is not None or smoothing > 0 or lock_scale is not False):
         raise ValueError("with a tracker, leave out detector, smoother, smoothing and lock_scale: the FaceTracker has its "
                          "own detector and smooths each face")
+    if select == SELECT_ALL and (smoother is not None or smoothing > 0 or lock_scale is not False):
+        raise ValueError("select='all' smooths each face only through a FaceTracker (tracker=...); leave out smoothing, "
+                         "lock_scale and smoother")
     frames = to_frames(images)
     count = len(frames)
-    sizes = frame_sizes(frames)
 
-    track_ids = detected = tracked_matrices = None
     if tracker is None and detector is None and backend != "none":
         detector = make_detector(backend, weights_dir)
-    if tracker is not None:
-        landmarks, scores, counts, has_face, track_ids, detected, tracked_matrices = _track(frames, tracker, select)
-        backend_name = tracker.detector.name
-    elif detector is not None:
-        landmarks, scores, counts, has_face = _detect(frames, detector, select)
-        backend_name = detector.name
+    detected = None
+    if tracker is not None or detector is not None:
+        found, detected = _faces_per_frame(frames, detector, tracker)
+        backend_name = (tracker.detector if tracker is not None else detector).name
+        counts_per_frame = [len(faces) for faces in found]
     else:
-        landmarks = torch.full((count, NUM_LANDMARKS, 2), float("nan"))
-        scores = torch.full((count,), float("nan"))
-        counts = torch.full((count,), -1, dtype=torch.int64)
-        has_face = torch.zeros(count, dtype=torch.bool)
-        backend_name = ""
+        found, backend_name, counts_per_frame = [[] for _ in frames], "", [-1] * count
+    rows, chosen = _choose(found, select, frames)
+    index = torch.tensor(rows, dtype=torch.int64)
+    row_frames = [frames[i] for i in rows]
+    sizes = frame_sizes(row_frames)
+    nan = torch.full((NUM_LANDMARKS, 2), float("nan"))
+    landmarks = torch.stack([nan if c is None else c.landmarks.float() for c in chosen])
+    scores = torch.tensor([float("nan") if c is None else c.face.score for c in chosen], dtype=torch.float32)
+    counts = torch.tensor(counts_per_frame, dtype=torch.int64)[index]
+    has_face = torch.tensor([c is not None for c in chosen], dtype=torch.bool)
+    track_ids = None if tracker is None else torch.tensor([-1 if c is None else c.track_id for c in chosen], dtype=torch.int64)
+    if detected is not None:
+        detected = detected[index]
 
     crop_from_frame = torch.stack([
         letterbox_transform(int(h), int(w)) if mode == "align" else resize_transform(int(h), int(w), ALIGNED_SIZE)
@@ -255,11 +266,13 @@ def align_faces(
             landmarks, smoothed = smoother(landmarks, has_face)  # also advances its clock over faceless chunks
             crop_from_frame[has_face] = smoothed[has_face].to(crop_from_frame.dtype)
         elif tracker is not None and tracker.smooths:
-            crop_from_frame[has_face] = tracked_matrices[has_face].to(crop_from_frame.dtype)
+            smoothed = [c.crop_from_frame for c in chosen if c is not None]
+            if smoothed:
+                crop_from_frame[has_face] = torch.stack(smoothed).to(crop_from_frame.dtype)
         else:
             crop_from_frame[has_face] = alignment_transform(landmarks[has_face]).to(crop_from_frame.dtype)
 
-    crops = crop_frames(frames, crop_from_frame, warp, mode)
+    crops = crop_frames(row_frames, crop_from_frame, warp, mode)
     device = frames[0].device
     result = FaceAlignment(
         crops=crops,
@@ -275,6 +288,7 @@ def align_faces(
         backend=backend_name,
         track_ids=None if track_ids is None else track_ids.to(device),
         detected=None if detected is None else detected.to(device),
+        frame_index=index.to(device) if select == SELECT_ALL else None,
     )
     if result.faceless_frames:
         log.warning("%s", result.summary())
