@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.v0_0_2 import io
 
-from ..pasl.align import BACKENDS
+from ..pasl.align import BACKENDS, DEFAULT_DETECT_EVERY
 from ..pasl.csg.codes import RECOMPOSE_MODES
 from ..pasl.geometry import ALIGNED_SIZE
 from ..pasl.pipeline import ReenactOptions, Reenactor, RunSummary, frames_to_chunks
@@ -38,6 +38,13 @@ class PASLReenact(io.ComfyNode):
                 io.Boolean.Input("identity_score", default=False, optional=True,
                                  tooltip="Add the PAE identity score (CSIM to the source) of every result to the report; "
                                  "needs identity encoders in PASL Load Models."),
+                io.Boolean.Input("tracking", default=True, optional=True,
+                                 tooltip="Video: follow the face from frame to frame and run the face detector only on the first "
+                                 "frame, scene cuts, lost faces and every 'detect_every' frames (several times faster on a CPU). "
+                                 "Off = detect every frame, as the official demo."),
+                io.Int.Input("detect_every", default=DEFAULT_DETECT_EVERY, min=0, max=10000, optional=True,
+                             tooltip="With tracking: run the face detector at least every this many frames "
+                             "(0 = only when needed: first frame, scene cuts, lost faces)."),
             ],
             outputs=[
                 io.Image.Output(display_name="image"),
@@ -49,10 +56,10 @@ class PASLReenact(io.ComfyNode):
 
     @classmethod
     def execute(cls, models, source, driving, mode, backend, smoothing, lock_scale, paste_back, color_match, source_is_crop,
-                identity_score=False) -> io.NodeOutput:
+                identity_score=False, tracking=True, detect_every=DEFAULT_DETECT_EVERY) -> io.NodeOutput:
         options = ReenactOptions(mode=mode, smoothing=smoothing, lock_scale=lock_scale, paste_back=paste_back,
                                  color_match=color_match, source_alignment="resize" if source_is_crop else "align",
-                                 identity_score=identity_score)
+                                 identity_score=identity_score, tracking=tracking, detect_every=detect_every)
         reenactor = Reenactor(models.load(), detector(backend), options)
         face = reenactor.encode_source(images_to_bchw(source[:1], torch.device("cpu"), torch.float32))
         progress = Progress(driving.shape[0])

@@ -17,7 +17,17 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
-from .align import ALIGN_MODES, SELECT_RULES, WARPS, FaceAlignment, TemporalSmoother, align_faces, to_frames
+from .align import (
+    ALIGN_MODES,
+    DEFAULT_DETECT_EVERY,
+    SELECT_RULES,
+    WARPS,
+    FaceAlignment,
+    FaceTracker,
+    TemporalSmoother,
+    align_faces,
+    to_frames,
+)
 from .composite import paste_back
 from .csg.codes import RECOMPOSE_MODES
 from .csg.cycle import CycleReport
@@ -51,6 +61,11 @@ class ReenactOptions:
         select: which face when several: ``"largest"``, ``"central"``, ``"score"`` (the
             detector's first, as the official code) or an index.
         smoothing: temporal smoothing of the driver's crops (0 = off; video only).
+        tracking: follow the driver's faces through a video with the landmark stage and run the
+            face detector only when needed (:class:`pasl.align.FaceTracker`); off = detect every frame,
+            as the official demo. A photo is always one detection.
+        detect_every: with ``tracking``, run the detector at least every this many frames (0 = only
+            on the first frame, cuts, lost or implausible faces).
         lock_scale: keep the driver crop's scale fixed over a clip (no "breathing").
         paste_back: blend the generated face into the driving frame; else return crops.
         mask_kind, erode, blur, forehead, color_match: paste-back mask and colour options
@@ -92,6 +107,8 @@ class ReenactOptions:
     crop_landmarks: str = "redetect"
     warp: str = "cv2"
     output_rounding: str = "round"
+    tracking: bool = True
+    detect_every: int = DEFAULT_DETECT_EVERY
 
     def __post_init__(self) -> None:
         """Every field checked at construction: a bad value is one sentence naming the field."""
@@ -104,14 +121,14 @@ class ReenactOptions:
                 raise ValueError(f"ReenactOptions.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if isinstance(self.select, bool) or not (isinstance(self.select, int) or self.select in SELECT_RULES):
             raise ValueError(f"ReenactOptions.select must be one of {', '.join(SELECT_RULES)} or a face index, got {self.select!r}")
-        for name in ("lock_scale", "paste_back", "cycle_check", "identity_score", "flatten"):
+        for name in ("lock_scale", "paste_back", "cycle_check", "identity_score", "flatten", "tracking"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ReenactOptions.{name} must be True or False, got {getattr(self, name)!r}")
         for name, low, high in (("smoothing", 0.0, MAX_SMOOTHING), ("color_match", 0.0, 1.0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and low <= value <= high):
                 raise ValueError(f"ReenactOptions.{name} must be a number in [{low:g}, {high:g}], got {value!r}")
-        for name, low in (("refine_steps", 0), ("batch_size", 1)):
+        for name, low in (("refine_steps", 0), ("batch_size", 1), ("detect_every", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"ReenactOptions.{name} must be a whole number >= {low}, got {value!r}")
@@ -133,11 +150,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # demo_video.py / demo_cam.py: source crops resized, driver aligned from FAN's first face, the driver's own
     # shape, DECA's box from a second FAN pass (no flip), aligned 256 output truncated to 8 bit
     "official-demo": dict(mode="reference", source_alignment="resize", select="score", smoothing=0.0, paste_back=False,
-                          crop_landmarks="redetect", warp="cv2", output_rounding="truncate"),
+                          crop_landmarks="redetect", warp="cv2", output_rounding="truncate", tracking=False),
     # test_sample_mpie.py: pre-cropped 256 sources and drivers, recomposed shape, flattened maps, rounded PNGs
     "official-test": dict(mode="recompose", source_alignment="resize", driver_alignment="resize", select="score",
                           smoothing=0.0, paste_back=False, crop_landmarks="redetect", warp="cv2", flatten=True,
-                          output_rounding="round"),
+                          output_rounding="round", tracking=False),
 }
 """Named option sets: ``paper`` (the defaults) and the two official inference paths (``docs/official-code.md`` §1).
 For the official numbers use the ``fan`` alignment backend, and fp16 on CUDA for the demo, fp32 for the test."""
@@ -175,6 +192,8 @@ class ReenactedChunk:
         identity: per-frame PAE-CSIM to the source (NaN without a face), with ``identity_score``.
         face_counts: ``(B,)`` int64 faces the detector found in each frame (-1: detection was
             skipped), so a summary can say where one of several faces was chosen.
+        detected: ``(B,)`` bool, the face detector ran on the frame; None without tracking (it ran on all).
+        track_ids: ``(B,)`` int64 track of the reenacted face (-1: none); None without tracking.
     """
 
     faces: torch.Tensor
@@ -187,6 +206,8 @@ class ReenactedChunk:
     cycle: CycleReport | None = None
     identity: IdentityScores | None = None
     face_counts: torch.Tensor | None = None
+    detected: torch.Tensor | None = None
+    track_ids: torch.Tensor | None = None
 
     @property
     def faceless_frames(self) -> list[int]:
@@ -229,6 +250,12 @@ class RunSummary:
     """Faces the detector found on the source (None: not recorded; -1: detection skipped)."""
     several: dict[int, int] = field(default_factory=dict)
     """Driving frame -> face count, for the frames in which the detector found more than one face."""
+    tracked_frames: int = 0
+    """Driving frames that went through the face tracker."""
+    detections: int = 0
+    """Of those, the frames on which the face detector ran (the others only ran the landmark stage)."""
+    tracks: set[int] = field(default_factory=set)
+    """Ids of the tracks whose faces were reenacted."""
 
     def note_source(self, source: SourceFace, select: str | int) -> None:
         """Record how many faces the source showed and which rule chose among them."""
@@ -241,6 +268,11 @@ class RunSummary:
         if chunk.face_counts is not None:
             counts = chunk.face_counts.cpu().tolist()
             self.several.update({chunk.first_frame + i: n for i, n in enumerate(counts) if n > 1})
+        if chunk.detected is not None:
+            self.tracked_frames += int(chunk.detected.numel())
+            self.detections += int(chunk.detected.sum())
+        if chunk.track_ids is not None:
+            self.tracks.update(i for i in chunk.track_ids.tolist() if i >= 0)
         if chunk.identity is not None:
             self.csim += [v for v in chunk.identity.csim.tolist() if v == v]  # NaN (no face) left out
 
@@ -266,6 +298,9 @@ class RunSummary:
             else:
                 most = max(self.several.values())
                 notes.append(f"driver: several faces (up to {most}) in frames {_listed(frames)}, used {used}")
+        if self.detections < self.tracked_frames:  # silent when tracking saved nothing (e.g. a photo)
+            notes.append(f"face tracking: the detector ran on {self.detections} of {_plural(self.tracked_frames, 'frame')} "
+                         f"({_plural(len(self.tracks), 'track')})")
         if self.csim:
             notes.append(f"identity (PAE-CSIM to the source) mean {sum(self.csim) / len(self.csim):.4f}, min {min(self.csim):.4f}")
         return notes
@@ -313,11 +348,21 @@ class Reenactor:
             self.models.shape_encoder, crops, landmarks_crop, has_face, crop_landmarks=self.options.crop_landmarks, detector=self.detector
         )
 
-    def _align(self, frames: list[torch.Tensor], smoother: TemporalSmoother | None) -> FaceAlignment:
+    def _align(self, frames: list[torch.Tensor], smoother: TemporalSmoother | None, tracker: FaceTracker | None = None) -> FaceAlignment:
         o = self.options
+        if tracker is not None:
+            return align_faces(frames, select=o.select, mode=o.driver_alignment, tracker=tracker, require_face=False, warp=o.warp)
         return align_faces(
             frames, select=o.select, mode=o.driver_alignment, detector=self.detector, smoother=smoother, require_face=False, warp=o.warp
         )
+
+    def tracker(self, fps: float = 25.0) -> FaceTracker | None:
+        """A :class:`FaceTracker` for one driving clip with these options (it smooths each face), or None
+        when the options detect every frame (``tracking`` off, or drivers that are already crops)."""
+        o = self.options
+        if not o.tracking or o.driver_alignment != "align":
+            return None
+        return FaceTracker(self.detector, o.detect_every, smoothing=o.smoothing, fps=fps, lock_scale=o.lock_scale)
 
     def _generate(self, source: SourceFace, driver: ShapeCodes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, CycleReport | None]:
         models, options = self.models, self.options
@@ -326,11 +371,13 @@ class Reenactor:
         faces = generate_faces(models.aeg.generator, source.style, depth, landmarks, shapes.face_mask, batch_size=options.batch_size)
         return faces, depth, landmarks, report
 
-    def reenact(self, source: SourceFace, frames: Any, smoother: TemporalSmoother | None = None, first_frame: int = 0) -> ReenactedChunk:
-        """Reenact one chunk of driving frames (all of one size when pasting back)."""
+    def reenact(self, source: SourceFace, frames: Any, smoother: TemporalSmoother | None = None, first_frame: int = 0,
+                tracker: FaceTracker | None = None) -> ReenactedChunk:
+        """Reenact one chunk of driving frames (all of one size when pasting back); the consecutive chunks
+        of a clip share one ``tracker`` (from :meth:`tracker`) or ``smoother``."""
         frame_list = to_frames(frames)
         count = len(frame_list)
-        alignment = self._align(frame_list, smoother)
+        alignment = self._align(frame_list, smoother, tracker)
         has_face = alignment.has_face.cpu()
         faces = alignment.crops.cpu().clone()
         depth, landmarks = torch.zeros(count, 3, ALIGNED_SIZE, ALIGNED_SIZE), torch.zeros(count, 3, ALIGNED_SIZE, ALIGNED_SIZE)
@@ -352,7 +399,10 @@ class Reenactor:
         if self.options.paste_back:
             composite, masks = self._paste(frame_list, faces, alignment, has_face)
         counts = alignment.face_counts.cpu()
-        return ReenactedChunk(faces, composite, masks, depth, landmarks, has_face, first_frame, report, identity, counts)
+        detected = None if alignment.detected is None else alignment.detected.cpu()
+        track_ids = None if alignment.track_ids is None else alignment.track_ids.cpu()
+        return ReenactedChunk(faces, composite, masks, depth, landmarks, has_face, first_frame, report, identity, counts,
+                              detected=detected, track_ids=track_ids)
 
     def _check_finite(self, generated: torch.Tensor, index: torch.Tensor, first_frame: int) -> None:
         """Refuse NaN/inf faces: pasted back they would be written as black or garbage pixels without a word.
@@ -400,15 +450,19 @@ class Reenactor:
         summary: RunSummary | None = None,
     ) -> Iterator[ReenactedChunk]:
         """Reenact consecutive chunks of one clip; ``progress(frames_done)`` runs after each chunk
-        and may raise to cancel. Raises :class:`NoFaceError` at the end if no frame had a face, and
+        and may raise to cancel. With ``tracking`` (the default) one :class:`FaceTracker` follows the
+        faces through the clip; else one smoother spans the chunks. Raises :class:`NoFaceError` at the end if no frame had a face, and
         :class:`NonFiniteError` as soon as the generator returns NaN or inf for a frame."""
         o = self.options
-        smoother = TemporalSmoother(strength=o.smoothing, fps=fps, lock_scale=o.lock_scale) if (o.smoothing > 0 or o.lock_scale) else None
+        tracker = self.tracker(fps)
+        smoother = None
+        if tracker is None and (o.smoothing > 0 or o.lock_scale):
+            smoother = TemporalSmoother(strength=o.smoothing, fps=fps, lock_scale=o.lock_scale)
         summary = summary if summary is not None else RunSummary()
         if summary.source_faces is None:
             summary.note_source(source, o.select)
         for chunk in chunks:
-            result = self.reenact(source, chunk, smoother, first_frame=summary.frames)
+            result = self.reenact(source, chunk, smoother, first_frame=summary.frames, tracker=tracker)
             summary.add(result)
             yield result
             if progress is not None:

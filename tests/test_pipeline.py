@@ -336,3 +336,60 @@ class TestOfficialPaths:
             depth, landmarks = render_conditioning(models.flame, models.faces, codes)
         torch.testing.assert_close(results["redetect"].depth, depth)
         torch.testing.assert_close(results["redetect"].landmarks, landmarks)
+
+
+class FollowingDetector(ScriptedDetector):
+    """The scripted face, with a landmark stage of its own (like dlib's predictor); counts detector runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.detections = 0
+        self.followed = 0
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        self.detections += 1
+        return super().detect(image)
+
+    def landmarks_in_boxes(self, image: np.ndarray, boxes) -> torch.Tensor:
+        self.followed += 1
+        faces = ScriptedDetector.detect(self, image)
+        return torch.stack([faces[0].landmarks] * len(boxes)) if faces else torch.full((len(boxes), 68, 2), float("nan"))
+
+
+class TestTracking:
+    def test_options(self):
+        assert ReenactOptions().tracking and ReenactOptions().detect_every == 25
+        for preset in ("official-demo", "official-test"):
+            assert not ReenactOptions.preset(preset).tracking
+        for bad in (dict(detect_every=-1), dict(detect_every=2.5), dict(detect_every=True), dict(tracking="yes")):
+            with pytest.raises(ValueError, match=f"ReenactOptions.{next(iter(bad))}"):
+                ReenactOptions(**bad)
+
+    def test_video_is_tracked_and_detected_only_when_needed(self, models, source):
+        """7 frames in chunks of 2, a faceless (dark) frame 4: the detector runs on frame 0, the cut into and
+        out of the dark frame, and 3 frames after the last detection; the composites equal detecting every frame."""
+        driving = frames(8, dark=(4,))
+        results = {}
+        for tracking in (True, False):
+            detector = FollowingDetector()
+            reenactor = Reenactor(models, detector, ReenactOptions(smoothing=0.0, tracking=tracking, detect_every=3))
+            summary = RunSummary()
+            chunks = list(reenactor.reenact_stream(source, frames_to_chunks(driving, 2), summary=summary))
+            results[tracking] = (detector, chunks, summary)
+        detector, chunks, summary = results[True]
+        detected = torch.cat([c.detected for c in chunks]).tolist()
+        assert detected == [True, False, False, True, True, True, False, False] and detector.detections == 4
+        assert torch.cat([c.track_ids for c in chunks]).tolist() == [0, 0, 0, 0, -1, 0, 0, 0]
+        assert "face tracking: the detector ran on 4 of 8 frames (1 track)" in summary.notes()
+        assert summary.faceless == [4] and torch.equal(chunks[2].frames[0], driving[4])
+        untracked, plain, plain_summary = results[False]
+        assert untracked.detections == 8 and untracked.followed == 0 and plain[0].detected is None
+        assert not any("face tracking" in note for note in plain_summary.notes())
+        assert torch.equal(torch.cat([c.frames for c in chunks]), torch.cat([c.frames for c in plain]))
+
+    def test_a_single_image_is_one_detection(self, models, source):
+        detector = FollowingDetector()
+        reenactor = Reenactor(models, detector, ReenactOptions(smoothing=0.0))
+        summary = RunSummary()
+        list(reenactor.reenact_stream(source, [frames(1)], summary=summary))
+        assert detector.detections == 1 and detector.followed == 0 and summary.text() == "1 frame reenacted"
