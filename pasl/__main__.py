@@ -247,7 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--driver-is-crop", action="store_true", help="the driving images are already aligned 256 face crops")
     run.add_argument("--backend", choices=["auto", "fan", "dlib", "dlib-hog"], default=None,
                      help="face detector (default auto: FAN when its files are found, else dlib; fan for the official presets)")
-    run.add_argument("--select", default=None, help="face to use when several: largest (default), central, score or an index")
+    run.add_argument("--select", default=None,
+                     help="face to use when several: largest (default), central, score or an index; all = reenact every face "
+                     "of the driver (the source's largest face)")
     run.add_argument("--smoothing", type=float, default=None, help="temporal smoothing of a video driver (default 1; 0 = off)")
     run.add_argument("--crop-landmarks", choices=["redetect", "mapped"], default=None,
                      help="DECA's crop from its own landmark pass on the aligned crop (redetect, official; default) "

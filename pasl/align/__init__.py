@@ -33,6 +33,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import BackendUnavailableError, NoFaceError
@@ -75,16 +76,15 @@ class _Found:
     crop_from_frame: torch.Tensor | None = None
 
 
-def _faces_per_frame(frames: list[torch.Tensor], detector: Detector | None, tracker: FaceTracker | None):
-    """Every face of every frame (by the detector, or through the tracker), and per frame whether the
-    detector ran (None without a tracker: it ran on all)."""
-    images = [to_uint8_hwc(frame) for frame in frames]
+def _faces_per_frame(images: list[np.ndarray], detector: Detector | None, tracker: FaceTracker | None):
+    """Every face of every ``(H, W, 3)`` uint8 frame (by the detector, or through the tracker), and per frame
+    whether the detector ran (None without a tracker: it ran on all)."""
     if tracker is None:
         return [[_Found(f, f.landmarks) for f in detector.detect(image)] for image in images], None
     first = tracker.frame
     tracked = tracker.track(images)
-    ran = set(tracker.stats.detection_frames[-len(frames):])
-    detected = torch.tensor([first + i in ran for i in range(len(frames))], dtype=torch.bool)
+    ran = set(tracker.stats.detection_frames[-len(images):])
+    detected = torch.tensor([first + i in ran for i in range(len(images))], dtype=torch.bool)
     return [[_Found(t.face, t.landmarks, t.track_id, t.crop_from_frame) for t in faces] for faces in tracked], detected
 
 
@@ -112,28 +112,32 @@ def _to_device(matrix: torch.Tensor, device: torch.device) -> torch.Tensor:
     return matrix.to(torch.float32).to(device) if device.type == "mps" else matrix.to(device)
 
 
-def _resize(frame: torch.Tensor, warp: str) -> torch.Tensor:
+def _resize(frame: torch.Tensor, warp: str, image: np.ndarray | None = None) -> torch.Tensor:
     """``cv2.resize(frame, (256, 256))`` INTER_LINEAR (edges replicated, no antialiasing), as the official demos."""
     if warp == "cv2":
         import cv2
 
-        out = cv2.resize(to_uint8_hwc(frame), (ALIGNED_SIZE, ALIGNED_SIZE), interpolation=cv2.INTER_LINEAR)
+        out = cv2.resize(to_uint8_hwc(frame) if image is None else image, (ALIGNED_SIZE, ALIGNED_SIZE), interpolation=cv2.INTER_LINEAR)
         return torch.from_numpy(out).permute(2, 0, 1).to(device=frame.device, dtype=torch.float32) / 255.0
     resized = torch.nn.functional.interpolate(frame[None].float(), size=(ALIGNED_SIZE, ALIGNED_SIZE), mode="bilinear", align_corners=False)
     return resized[0].clamp(0.0, 1.0)
 
 
-def crop_frames(frames: list[torch.Tensor], crop_from_frame: torch.Tensor, warp: str = "cv2", mode: str = "align") -> torch.Tensor:
-    """Crops ``(B, 3, 256, 256)`` float32 of each ``(3, H, W)`` frame by its ``crop_from_frame`` (see :data:`WARPS`)."""
+def crop_frames(frames: list[torch.Tensor], crop_from_frame: torch.Tensor, warp: str = "cv2", mode: str = "align",
+                images: list[np.ndarray] | None = None) -> torch.Tensor:
+    """Crops ``(B, 3, 256, 256)`` float32 of each ``(3, H, W)`` frame by its ``crop_from_frame`` (see :data:`WARPS`).
+
+    ``images``: the same frames already as ``to_uint8_hwc`` gives them, so the ``cv2`` warp does not convert
+    them again (that conversion costs more than the warp itself)."""
     device = frames[0].device
     crops = torch.empty(len(frames), 3, ALIGNED_SIZE, ALIGNED_SIZE, dtype=torch.float32, device=device)
     if mode == "resize":
         for i, frame in enumerate(frames):
-            crops[i] = _resize(frame, warp)
+            crops[i] = _resize(frame, warp, None if images is None else images[i])
         return crops
     if warp == "cv2":
         for i, frame in enumerate(frames):
-            out = warp_affine_cv2(to_uint8_hwc(frame), crop_from_frame[i])
+            out = warp_affine_cv2(to_uint8_hwc(frame) if images is None else images[i], crop_from_frame[i])
             crops[i] = torch.from_numpy(out).permute(2, 0, 1).to(device=device, dtype=torch.float32) / 255.0
         return crops
     groups: dict[tuple[int, int], list[int]] = {}
@@ -229,8 +233,9 @@ def align_faces(
     if tracker is None and detector is None and backend != "none":
         detector = make_detector(backend, weights_dir)
     detected = None
+    images = [to_uint8_hwc(frame) for frame in frames] if (tracker is not None or detector is not None or warp == "cv2") else None
     if tracker is not None or detector is not None:
-        found, detected = _faces_per_frame(frames, detector, tracker)
+        found, detected = _faces_per_frame(images, detector, tracker)
         backend_name = (tracker.detector if tracker is not None else detector).name
         counts_per_frame = [len(faces) for faces in found]
     else:
@@ -272,7 +277,7 @@ def align_faces(
         else:
             crop_from_frame[has_face] = alignment_transform(landmarks[has_face]).to(crop_from_frame.dtype)
 
-    crops = crop_frames(row_frames, crop_from_frame, warp, mode)
+    crops = crop_frames(row_frames, crop_from_frame, warp, mode, None if images is None else [images[i] for i in rows])
     device = frames[0].device
     result = FaceAlignment(
         crops=crops,

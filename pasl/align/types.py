@@ -167,7 +167,8 @@ class FaceAlignment:
         if self.detected is not None and self.track_ids is not None:
             tracks = len(set(self.track_ids[self.track_ids >= 0].tolist()))
             ran = int(self.detected.sum()) if self.frame_index is None else len(set(self.frame_index[self.detected].tolist()))
-            text += f"; tracked ({tracks} track{'' if tracks == 1 else 's'}), detector ran on {ran} of {total} frames"
+            if ran < total:  # silent when tracking saved nothing (one photo, a detector without a landmark stage)
+                text += f"; tracked ({tracks} track{'' if tracks == 1 else 's'}), detector ran on {ran} of {total} frames"
         return text
 
     def to(self, device: torch.device | str) -> FaceAlignment:
