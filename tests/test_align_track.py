@@ -267,6 +267,10 @@ class TestAlignFacesWithTracker:
             with pytest.raises(ValueError, match="with a tracker"):
                 align_faces(frame(0), tracker=tracker, **extra)
 
+    def test_needs_a_detector(self):
+        with pytest.raises(TypeError, match="needs a pasl.align Detector"):
+            FaceTracker(object())
+
     @pytest.mark.parametrize("kwargs", [dict(detect_every=-1), dict(detect_every=2.5), dict(detect_every=True), dict(smoothing=-1.0)])
     def test_bad_settings(self, kwargs):
         with pytest.raises(ValueError):

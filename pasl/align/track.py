@@ -194,7 +194,7 @@ class FaceTracker:
     def __init__(self, detector: Detector, detect_every: int = DEFAULT_DETECT_EVERY, *, smoothing: float = 0.0,
                  fps: float = DEFAULT_FPS, lock_scale: bool | float = False, cut_threshold: float = CUT_THRESHOLD,
                  drift_iou: float = DRIFT_IOU, match_iou: float = MATCH_IOU, max_lost_s: float = MAX_LOST_S) -> None:
-        if not isinstance(detector, Detector):
+        if not all(callable(getattr(detector, name, None)) for name in ("detect", "landmarks_in_boxes", "box_from_landmarks")):
             raise TypeError(f"FaceTracker needs a pasl.align Detector, got {type(detector).__name__}")
         if isinstance(detect_every, bool) or not isinstance(detect_every, int) or detect_every < 0:
             raise ValueError(f"detect_every must be a whole number >= 0 (0 = only when needed), got {detect_every!r}")
@@ -206,7 +206,9 @@ class FaceTracker:
         self.smoothing, self.fps, self.lock_scale = float(smoothing), float(fps), lock_scale
         self.cut_threshold, self.drift_iou, self.match_iou = cut_threshold, drift_iou, match_iou
         self.max_lost_frames = max_lost_s * fps
-        self.has_landmark_stage = type(detector).landmarks_in_boxes is not Detector.landmarks_in_boxes
+        # by name: inside ComfyUI the pack's Detector and a separately imported pasl's are different classes
+        stage = getattr(type(detector), "landmarks_in_boxes", None)
+        self.has_landmark_stage = getattr(stage, "__qualname__", "") != "Detector.landmarks_in_boxes"
         self.stats = TrackerStats()
         self.tracks: dict[int, _Track] = {}
         self.lost: dict[int, _Track] = {}
