@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
-from ..pasl.align import ALIGN_MODES, BACKENDS, SELECT_RULES, FaceAlignment, TemporalSmoother, align_faces
+from ..pasl.align import (
+    ALIGN_MODES,
+    BACKENDS,
+    DEFAULT_DETECT_EVERY,
+    SELECT_RULES,
+    FaceAlignment,
+    FaceTracker,
+    TemporalSmoother,
+    align_faces,
+)
 from ..pasl.errors import NoFaceError
 from .host import Progress, chunks, detector, to_comfy_image
 
@@ -35,6 +44,13 @@ class PASLFaceAlign(io.ComfyNode):
                 io.Float.Input("fps", default=25.0, min=0.01, max=1000.0, step=0.01, optional=True,
                                tooltip="Frame rate of the frames, for the smoothing (its cutoffs are in Hz); "
                                "link Get Video Components' fps. 25 when unknown."),
+                io.Boolean.Input("tracking", default=True, optional=True,
+                                 tooltip="Video: follow each face from frame to frame with the cheap landmark stage and run the "
+                                 "face detector only on the first frame, scene cuts, lost faces and every 'detect_every' frames "
+                                 "(several times faster on a CPU). Off = detect every frame; turn off for a batch of unrelated photos."),
+                io.Int.Input("detect_every", default=DEFAULT_DETECT_EVERY, min=0, max=10000, optional=True,
+                             tooltip="With tracking: run the face detector at least every this many frames "
+                             "(0 = only when needed: first frame, scene cuts, lost faces)."),
             ],
             outputs=[
                 io.Image.Output(display_name="crops"),
@@ -44,13 +60,21 @@ class PASLFaceAlign(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, images, backend, select, mode, smoothing, lock_scale, fps=25.0) -> io.NodeOutput:
+    def execute(cls, images, backend, select, mode, smoothing, lock_scale, fps=25.0, tracking=True,
+                detect_every=DEFAULT_DETECT_EVERY) -> io.NodeOutput:
         found = detector(backend)
-        smoother = TemporalSmoother(strength=smoothing, fps=fps, lock_scale=lock_scale) if (smoothing > 0 or lock_scale) else None
+        tracker = smoother = None
+        if tracking and mode == "align":
+            tracker = FaceTracker(found, detect_every, smoothing=smoothing, fps=fps, lock_scale=lock_scale)
+        elif smoothing > 0 or lock_scale:
+            smoother = TemporalSmoother(strength=smoothing, fps=fps, lock_scale=lock_scale)
         progress = Progress(images.shape[0])
         parts = []
         for part in chunks(images.shape[0], FRAMES_PER_STEP):
-            parts.append(align_faces(images[part], select=select, mode=mode, detector=found, smoother=smoother, require_face=False))
+            if tracker is not None:
+                parts.append(align_faces(images[part], select=select, mode=mode, tracker=tracker, require_face=False))
+            else:
+                parts.append(align_faces(images[part], select=select, mode=mode, detector=found, smoother=smoother, require_face=False))
             progress.step(part.stop - part.start)
         alignment = FaceAlignment.cat(parts).to("cpu")
         if mode == "align" and not bool(alignment.has_face.any()):

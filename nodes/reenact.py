@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.v0_0_2 import io
 
-from ..pasl.align import BACKENDS
+from ..pasl.align import BACKENDS, DEFAULT_DETECT_EVERY
 from ..pasl.csg.codes import RECOMPOSE_MODES
 from ..pasl.geometry import ALIGNED_SIZE
 from ..pasl.memory import generator_bytes, shape_encoder_bytes
@@ -43,6 +43,13 @@ class PASLReenact(io.ComfyNode):
                 io.Float.Input("fps", default=25.0, min=0.01, max=1000.0, step=0.01, optional=True,
                                tooltip="Frame rate of the driving frames, for the smoothing (its cutoffs are in Hz); "
                                "link Get Video Components' fps. 25 when unknown."),
+                io.Boolean.Input("tracking", default=True, optional=True,
+                                 tooltip="Video: follow the face from frame to frame and run the face detector only on the first "
+                                 "frame, scene cuts, lost faces and every 'detect_every' frames (several times faster on a CPU). "
+                                 "Off = detect every frame, as the official demo."),
+                io.Int.Input("detect_every", default=DEFAULT_DETECT_EVERY, min=0, max=10000, optional=True,
+                             tooltip="With tracking: run the face detector at least every this many frames "
+                             "(0 = only when needed: first frame, scene cuts, lost faces)."),
             ],
             outputs=[
                 io.Image.Output(display_name="image"),
@@ -54,10 +61,10 @@ class PASLReenact(io.ComfyNode):
 
     @classmethod
     def execute(cls, models, source, driving, mode, backend, smoothing, lock_scale, paste_back, color_match, source_is_crop,
-                identity_score=False, fps=25.0) -> io.NodeOutput:
+                identity_score=False, fps=25.0, tracking=True, detect_every=DEFAULT_DETECT_EVERY) -> io.NodeOutput:
         options = ReenactOptions(mode=mode, smoothing=smoothing, lock_scale=lock_scale, paste_back=paste_back,
                                  color_match=color_match, source_alignment="resize" if source_is_crop else "align",
-                                 identity_score=identity_score)
+                                 identity_score=identity_score, tracking=tracking, detect_every=detect_every)
         found = detector(backend, load=False)
         frames_per_call = min(FRAMES_PER_STEP, driving.shape[0])
         memory = max(generator_bytes(min(options.batch_size, frames_per_call), models.dtype), shape_encoder_bytes(frames_per_call))

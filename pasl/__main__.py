@@ -66,7 +66,7 @@ OPTION_FLAGS = {
     "source_alignment": "--source-is-crop", "driver_alignment": "--driver-is-crop", "crop_landmarks": "--crop-landmarks",
     "warp": "--warp", "output_rounding": "--rounding", "lock_scale": "--lock-scale", "color_match": "--color-match",
     "cycle_check": "--cycle-check", "refine_steps": "--refine-steps", "identity_score": "--identity-score",
-    "batch_size": "--batch-size",
+    "batch_size": "--batch-size", "tracking": "--tracking", "detect_every": "--detect-every",
 }
 """The ``reenact`` flag that sets each :class:`pasl.pipeline.ReenactOptions` field (for messages)."""
 
@@ -81,6 +81,7 @@ def _options(args: argparse.Namespace):
         "source_alignment": "resize" if args.source_is_crop else None,
         "driver_alignment": "resize" if args.driver_is_crop else None,
         "crop_landmarks": args.crop_landmarks, "warp": args.warp, "output_rounding": args.rounding,
+        "tracking": args.tracking, "detect_every": args.detect_every,
     }
     try:
         return ReenactOptions.preset(
@@ -394,7 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--driver-is-crop", action="store_true", help="the driving images are already aligned 256 face crops")
     run.add_argument("--backend", choices=["auto", "fan", "dlib", "dlib-hog"], default=None,
                      help="face detector (default auto: FAN when its files are found, else dlib; fan for the official presets)")
-    run.add_argument("--select", default=None, help="face to use when several: largest (default), central, score or an index")
+    run.add_argument("--select", default=None,
+                     help="face to use when several: largest (default), central, score or an index; all = reenact every face "
+                     "of the driver (the source's largest face)")
     run.add_argument("--smoothing", type=float, default=None, help="temporal smoothing of a video driver (default 1; 0 = off)")
     run.add_argument("--crop-landmarks", choices=["redetect", "mapped", "refit"], default=None,
                      help="DECA's crop from a second detection on the aligned crop (redetect, the official presets), "
@@ -403,6 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--warp", choices=["cv2", "torch"], default=None, help="aligned crop by cv2 (official, default) or torch")
     run.add_argument("--rounding", choices=["round", "truncate"], default=None,
                      help="8-bit output: round (default) or truncate (the official demo)")
+    run.add_argument("--tracking", action=argparse.BooleanOptionalAction, default=None,
+                     help="follow the faces of a video driver and run the face detector only when needed (default; off for "
+                     "the official presets); --no-tracking detects every frame")
+    run.add_argument("--detect-every", type=int, default=None, metavar="N",
+                     help="with tracking, run the face detector at least every N frames (default 25; 0 = only on the first "
+                     "frame, scene cuts and lost faces)")
     run.add_argument("--lock-scale", action="store_true", help="keep the video crop's scale fixed (no head-size wobble)")
     run.add_argument("--color-match", type=float, default=0.0, help="match the face's colours to the frame (0..1)")
     run.add_argument("--cycle-check", action="store_true", help="log the cycle-consistency error of the shapes")

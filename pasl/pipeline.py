@@ -17,7 +17,18 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
-from .align import ALIGN_MODES, SELECT_RULES, WARPS, FaceAlignment, TemporalSmoother, align_faces, to_frames
+from .align import (
+    ALIGN_MODES,
+    DEFAULT_DETECT_EVERY,
+    SELECT_ALL,
+    SELECT_RULES,
+    WARPS,
+    FaceAlignment,
+    FaceTracker,
+    TemporalSmoother,
+    align_faces,
+    to_frames,
+)
 from .composite import paste_back
 from .csg.codes import RECOMPOSE_MODES
 from .csg.cycle import CycleReport
@@ -50,8 +61,15 @@ class ReenactOptions:
         driver_alignment: the same for the driving frames (``"resize"``: already aligned
             256 crops, as in the official test lists).
         select: which face when several: ``"largest"``, ``"central"``, ``"score"`` (the
-            detector's first, as the official code) or an index.
+            detector's first, as the official code) or an index; ``"all"``: every face of the
+            driving frames is reenacted and pasted back (needs ``paste_back``; the source uses
+            its largest face).
         smoothing: temporal smoothing of the driver's crops (0 = off; video only).
+        tracking: follow the driver's faces through a video with the landmark stage and run the
+            face detector only when needed (:class:`pasl.align.FaceTracker`); off = detect every frame,
+            as the official demo. A photo is always one detection.
+        detect_every: with ``tracking``, run the detector at least every this many frames (0 = only
+            on the first frame, cuts, lost or implausible faces).
         lock_scale: keep the driver crop's scale fixed over a clip (no "breathing").
         paste_back: blend the generated face into the driving frame; else return crops.
         mask_kind, erode, blur, forehead, color_match: paste-back mask and colour options
@@ -96,6 +114,8 @@ class ReenactOptions:
     crop_landmarks: str = "refit"
     warp: str = "cv2"
     output_rounding: str = "round"
+    tracking: bool = True
+    detect_every: int = DEFAULT_DETECT_EVERY
 
     def __post_init__(self) -> None:
         """Every field checked at construction: a bad value is one sentence naming the field."""
@@ -106,19 +126,26 @@ class ReenactOptions:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"ReenactOptions.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if isinstance(self.select, bool) or not (isinstance(self.select, int) or self.select in SELECT_RULES):
-            raise ValueError(f"ReenactOptions.select must be one of {', '.join(SELECT_RULES)} or a face index, got {self.select!r}")
-        for name in ("lock_scale", "paste_back", "cycle_check", "identity_score", "flatten"):
+        if isinstance(self.select, bool) or not (isinstance(self.select, int) or self.select in SELECT_RULES + (SELECT_ALL,)):
+            raise ValueError(f"ReenactOptions.select must be one of {', '.join(SELECT_RULES + (SELECT_ALL,))} or a face index, "
+                             f"got {self.select!r}")
+        for name in ("lock_scale", "paste_back", "cycle_check", "identity_score", "flatten", "tracking"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ReenactOptions.{name} must be True or False, got {getattr(self, name)!r}")
         for name, low, high in (("smoothing", 0.0, MAX_SMOOTHING), ("color_match", 0.0, 1.0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and low <= value <= high):
                 raise ValueError(f"ReenactOptions.{name} must be a number in [{low:g}, {high:g}], got {value!r}")
-        for name, low in (("refine_steps", 0), ("batch_size", 1)):
+        for name, low in (("refine_steps", 0), ("batch_size", 1), ("detect_every", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"ReenactOptions.{name} must be a whole number >= {low}, got {value!r}")
+        if self.select == SELECT_ALL and not (self.paste_back and self.driver_alignment == "align"):
+            raise ValueError("ReenactOptions.select='all' pastes every face back into its frame: it needs paste_back and "
+                             "driver_alignment='align'")
+        if self.select == SELECT_ALL and not self.tracking and (self.smoothing > 0 or self.lock_scale):
+            raise ValueError("ReenactOptions.select='all' smooths each face through the face tracker: keep tracking on, "
+                             "or set smoothing 0 and lock_scale off")
         try:
             check_mask_fractions(self.erode, self.blur, self.forehead)
         except (TypeError, ValueError) as err:
@@ -137,11 +164,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # demo_video.py / demo_cam.py: source crops resized, driver aligned from FAN's first face, the driver's own
     # shape, DECA's box from a second FAN pass (no flip), aligned 256 output truncated to 8 bit
     "official-demo": dict(mode="reference", source_alignment="resize", select="score", smoothing=0.0, paste_back=False,
-                          crop_landmarks="redetect", warp="cv2", output_rounding="truncate"),
+                          crop_landmarks="redetect", warp="cv2", output_rounding="truncate", tracking=False),
     # test_sample_mpie.py: pre-cropped 256 sources and drivers, recomposed shape, flattened maps, rounded PNGs
     "official-test": dict(mode="recompose", source_alignment="resize", driver_alignment="resize", select="score",
                           smoothing=0.0, paste_back=False, crop_landmarks="redetect", warp="cv2", flatten=True,
-                          output_rounding="round"),
+                          output_rounding="round", tracking=False),
 }
 """Named option sets: ``paper`` (the defaults) and the two official inference paths (``docs/official-code.md`` §1).
 For the official numbers use the ``fan`` alignment backend, and fp16 on CUDA for the demo, fp32 for the test."""
@@ -179,6 +206,12 @@ class ReenactedChunk:
         identity: per-frame PAE-CSIM to the source (NaN without a face), with ``identity_score``.
         face_counts: ``(B,)`` int64 faces the detector found in each frame (-1: detection was
             skipped), so a summary can say where one of several faces was chosen.
+        detected: ``(B,)`` bool, the face detector ran on the frame; None without tracking (it ran on all).
+        track_ids: ``(B,)`` int64 track of the reenacted face (-1: none); None without tracking.
+        frame_index: with ``select="all"``, ``(N,)`` int64: the chunk frame of each row of ``faces``,
+            ``depth``, ``landmarks``, ``has_face``, ``face_counts``, ``detected``, ``track_ids`` and the
+            identity scores, which are then faces (a frame without any keeps one faceless row); ``frames``
+            and ``masks`` stay one per frame, every face pasted in. None: row ``i`` is frame ``i``.
     """
 
     faces: torch.Tensor
@@ -191,13 +224,24 @@ class ReenactedChunk:
     cycle: CycleReport | None = None
     identity: IdentityScores | None = None
     face_counts: torch.Tensor | None = None
+    detected: torch.Tensor | None = None
+    track_ids: torch.Tensor | None = None
+    frame_index: torch.Tensor | None = None
+
+    @property
+    def frame_count(self) -> int:
+        return int(self.has_face.numel()) if self.frame_index is None else int(self.frame_index.max()) + 1
+
+    def frame_of(self, row: int) -> int:
+        """Index in the clip of the frame of ``row``."""
+        return self.first_frame + (row if self.frame_index is None else int(self.frame_index[row]))
 
     @property
     def faceless_frames(self) -> list[int]:
-        return [self.first_frame + i for i in (~self.has_face).nonzero().flatten().tolist()]
+        return [self.frame_of(i) for i in (~self.has_face).nonzero().flatten().tolist()]
 
 
-SELECT_WORDS = {"largest": "the largest", "central": "the most central", "score": "the detector's most confident"}
+SELECT_WORDS = {"largest": "the largest", "central": "the most central", "score": "the detector's most confident", "all": "all"}
 """How a summary names each ``select`` rule ("used the largest")."""
 
 
@@ -233,6 +277,14 @@ class RunSummary:
     """Faces the detector found on the source (None: not recorded; -1: detection skipped)."""
     several: dict[int, int] = field(default_factory=dict)
     """Driving frame -> face count, for the frames in which the detector found more than one face."""
+    tracked_frames: int = 0
+    """Driving frames that went through the face tracker."""
+    detections: int = 0
+    """Of those, the frames on which the face detector ran (the others only ran the landmark stage)."""
+    tracks: set[int] = field(default_factory=set)
+    """Ids of the tracks whose faces were reenacted."""
+    all_faces: int | None = None
+    """With ``select="all"``: faces reenacted (several per frame); None otherwise."""
 
     def note_source(self, source: SourceFace, select: str | int) -> None:
         """Record how many faces the source showed and which rule chose among them."""
@@ -240,11 +292,19 @@ class RunSummary:
         self.source_faces = int(source.alignment.face_counts.reshape(-1)[0])
 
     def add(self, chunk: ReenactedChunk) -> None:
-        self.frames += int(chunk.has_face.numel())
+        self.frames += chunk.frame_count
         self.faceless += chunk.faceless_frames
+        if chunk.frame_index is not None:
+            self.all_faces = (self.all_faces or 0) + int(chunk.has_face.sum())
         if chunk.face_counts is not None:
             counts = chunk.face_counts.cpu().tolist()
-            self.several.update({chunk.first_frame + i: n for i, n in enumerate(counts) if n > 1})
+            self.several.update({chunk.frame_of(i): n for i, n in enumerate(counts) if n > 1})
+        if chunk.detected is not None:
+            ran = {chunk.frame_of(i): bool(d) for i, d in enumerate(chunk.detected.tolist())}
+            self.tracked_frames += len(ran)
+            self.detections += sum(ran.values())
+        if chunk.track_ids is not None:
+            self.tracks.update(i for i in chunk.track_ids.tolist() if i >= 0)
         if chunk.identity is not None:
             self.csim += [v for v in chunk.identity.csim.tolist() if v == v]  # NaN (no face) left out
 
@@ -262,14 +322,20 @@ class RunSummary:
             notes.append(f"no face in {where} {_listed(self.faceless)} (passed through unchanged)")
         used = _selected(self.select)
         if self.source_faces is not None and self.source_faces > 1:
-            notes.append(f"source: {self.source_faces} faces, used {used}")
-        if self.several:
+            notes.append(f"source: {self.source_faces} faces, used {_selected('largest') if self.select == SELECT_ALL else used}")
+        if self.several and self.select != SELECT_ALL:  # with "all" the all-faces note says it
             frames = sorted(self.several)
             if len(frames) == 1:
                 notes.append(f"driver: {self.several[frames[0]]} faces in frame {frames[0]}, used {used}")
             else:
                 most = max(self.several.values())
                 notes.append(f"driver: several faces (up to {most}) in frames {_listed(frames)}, used {used}")
+        if self.all_faces is not None:
+            notes.append(f"all faces: {_plural(self.all_faces, 'face')} reenacted"
+                         + (f" ({_plural(len(self.tracks), 'track')})" if self.tracks else ""))
+        if self.detections < self.tracked_frames:  # silent when tracking saved nothing (e.g. a photo)
+            notes.append(f"face tracking: the detector ran on {self.detections} of {_plural(self.tracked_frames, 'frame')} "
+                         f"({_plural(len(self.tracks), 'track')})")
         if self.csim:
             notes.append(f"identity (PAE-CSIM to the source) mean {sum(self.csim) / len(self.csim):.4f}, min {min(self.csim):.4f}")
         return notes
@@ -302,9 +368,8 @@ class Reenactor:
 
     def encode_source(self, image: Any) -> SourceFace:
         """Align (or resize) the source image, then its style code and FLAME codes."""
-        alignment = align_faces(
-            image, select=self.options.select, mode=self.options.source_alignment, detector=self.detector, warp=self.options.warp
-        )
+        select = "largest" if self.options.select == SELECT_ALL else self.options.select
+        alignment = align_faces(image, select=select, mode=self.options.source_alignment, detector=self.detector, warp=self.options.warp)
         if len(alignment) != 1:
             raise ValueError(f"give one source image, got {len(alignment)}")
         if not bool(alignment.has_face[0]) and self.options.source_alignment == "resize":
@@ -322,11 +387,21 @@ class Reenactor:
             self.models.shape_encoder, crops, landmarks_crop, has_face, crop_landmarks=self.options.crop_landmarks, detector=self.detector
         )
 
-    def _align(self, frames: list[torch.Tensor], smoother: TemporalSmoother | None) -> FaceAlignment:
+    def _align(self, frames: list[torch.Tensor], smoother: TemporalSmoother | None, tracker: FaceTracker | None = None) -> FaceAlignment:
         o = self.options
+        if tracker is not None:
+            return align_faces(frames, select=o.select, mode=o.driver_alignment, tracker=tracker, require_face=False, warp=o.warp)
         return align_faces(
             frames, select=o.select, mode=o.driver_alignment, detector=self.detector, smoother=smoother, require_face=False, warp=o.warp
         )
+
+    def tracker(self, fps: float = 25.0) -> FaceTracker | None:
+        """A :class:`FaceTracker` for one driving clip with these options (it smooths each face), or None
+        when the options detect every frame (``tracking`` off, or drivers that are already crops)."""
+        o = self.options
+        if not o.tracking or o.driver_alignment != "align":
+            return None
+        return FaceTracker(self.detector, o.detect_every, smoothing=o.smoothing, fps=fps, lock_scale=o.lock_scale)
 
     def _generate(self, source: SourceFace, driver: ShapeCodes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, CycleReport | None]:
         models, options = self.models, self.options
@@ -335,11 +410,13 @@ class Reenactor:
         faces = generate_faces(models.aeg.generator, source.style, depth, landmarks, shapes.face_mask, batch_size=self.generator_batch)
         return faces, depth, landmarks, report
 
-    def reenact(self, source: SourceFace, frames: Any, smoother: TemporalSmoother | None = None, first_frame: int = 0) -> ReenactedChunk:
-        """Reenact one chunk of driving frames (all of one size when pasting back)."""
+    def reenact(self, source: SourceFace, frames: Any, smoother: TemporalSmoother | None = None, first_frame: int = 0,
+                tracker: FaceTracker | None = None) -> ReenactedChunk:
+        """Reenact one chunk of driving frames (all of one size when pasting back); the consecutive chunks
+        of a clip share one ``tracker`` (from :meth:`tracker`) or ``smoother``."""
         frame_list = to_frames(frames)
-        count = len(frame_list)
-        alignment = self._align(frame_list, smoother)
+        alignment = self._align(frame_list, smoother, tracker)
+        count = len(alignment)  # rows: frames, or faces with select="all"
         has_face = alignment.has_face.cpu()
         faces = alignment.crops.cpu().clone()
         depth, landmarks = torch.zeros(count, 3, ALIGNED_SIZE, ALIGNED_SIZE), torch.zeros(count, 3, ALIGNED_SIZE, ALIGNED_SIZE)
@@ -350,7 +427,7 @@ class Reenactor:
                 driver = self._shape_codes(alignment.crops[index], alignment.landmarks_crop[index], has_face[index])
                 generated, maps_depth, maps_landmarks, report = self._generate(source, driver)
             generated = generated.cpu()
-            self._check_finite(generated, index, first_frame)
+            self._check_finite(generated, index, first_frame, alignment.frame_index)
             faces[index], depth[index], landmarks[index] = generated, maps_depth.cpu(), maps_landmarks.cpu()
         identity = None
         if self.options.identity_score and source.identity is not None:
@@ -361,9 +438,14 @@ class Reenactor:
         if self.options.paste_back:
             composite, masks = self._paste(frame_list, faces, alignment, has_face)
         counts = alignment.face_counts.cpu()
-        return ReenactedChunk(faces, composite, masks, depth, landmarks, has_face, first_frame, report, identity, counts)
+        detected = None if alignment.detected is None else alignment.detected.cpu()
+        track_ids = None if alignment.track_ids is None else alignment.track_ids.cpu()
+        frame_index = None if alignment.frame_index is None else alignment.frame_index.cpu()
+        return ReenactedChunk(faces, composite, masks, depth, landmarks, has_face, first_frame, report, identity, counts,
+                              detected=detected, track_ids=track_ids, frame_index=frame_index)
 
-    def _check_finite(self, generated: torch.Tensor, index: torch.Tensor, first_frame: int) -> None:
+    def _check_finite(self, generated: torch.Tensor, index: torch.Tensor, first_frame: int,
+                      frame_index: torch.Tensor | None = None) -> None:
         """Refuse NaN/inf faces: pasted back they would be written as black or garbage pixels without a word.
 
         One ``isfinite`` pass per chunk on the CPU copy the chunk needs anyway. fp16/bf16 overflow in the
@@ -372,7 +454,8 @@ class Reenactor:
         finite = torch.isfinite(generated).flatten(1).all(1)
         if bool(finite.all()):
             return
-        bad = (index[~finite] + first_frame).tolist()
+        rows = index[~finite]
+        bad = sorted(set(((rows if frame_index is None else frame_index.cpu()[rows]) + first_frame).tolist()))
         raise NonFiniteError(
             f"the generator produced non-finite pixels (NaN or inf) in frame{'s' if len(bad) > 1 else ''} {_listed(bad)} "
             f"running in {str(self.models.dtype).replace('torch.', '')}; load the models in float32 (--precision fp32 "
@@ -386,19 +469,20 @@ class Reenactor:
         if not bool(has_face.any()):
             return batch, torch.zeros(batch.shape[0], 1, *batch.shape[-2:])
         o = self.options
+        options = dict(mask_kind=o.mask_kind, erode=o.erode, blur=o.blur, color_match=o.color_match, forehead=o.forehead)
+        frame_from_crop, landmarks_crop = alignment.frame_from_crop.cpu(), alignment.landmarks_crop.cpu()
         with torch.inference_mode():
-            return paste_back(
-                batch,
-                faces,
-                alignment.frame_from_crop.cpu(),
-                alignment.landmarks_crop.cpu(),
-                has_face,
-                mask_kind=o.mask_kind,
-                erode=o.erode,
-                blur=o.blur,
-                color_match=o.color_match,
-                forehead=o.forehead,
-            )
+            if alignment.frame_index is None:
+                return paste_back(batch, faces, frame_from_crop, landmarks_crop, has_face, **options)
+            # select="all": the faces of a frame are pasted one after the other into the same frame
+            masks = torch.zeros(batch.shape[0], 1, *batch.shape[-2:])
+            for row in has_face.nonzero().flatten().tolist():
+                f = int(alignment.frame_index[row])
+                one = slice(row, row + 1)
+                batch[f : f + 1], mask = paste_back(batch[f : f + 1], faces[one], frame_from_crop[one], landmarks_crop[one],
+                                                    has_face[one], **options)
+                masks[f] = torch.maximum(masks[f], mask[0])
+            return batch, masks
 
     def reenact_stream(
         self,
@@ -409,15 +493,19 @@ class Reenactor:
         summary: RunSummary | None = None,
     ) -> Iterator[ReenactedChunk]:
         """Reenact consecutive chunks of one clip; ``progress(frames_done)`` runs after each chunk
-        and may raise to cancel. Raises :class:`NoFaceError` at the end if no frame had a face, and
+        and may raise to cancel. With ``tracking`` (the default) one :class:`FaceTracker` follows the
+        faces through the clip; else one smoother spans the chunks. Raises :class:`NoFaceError` at the end if no frame had a face, and
         :class:`NonFiniteError` as soon as the generator returns NaN or inf for a frame."""
         o = self.options
-        smoother = TemporalSmoother(strength=o.smoothing, fps=fps, lock_scale=o.lock_scale) if (o.smoothing > 0 or o.lock_scale) else None
+        tracker = self.tracker(fps)
+        smoother = None
+        if tracker is None and (o.smoothing > 0 or o.lock_scale):
+            smoother = TemporalSmoother(strength=o.smoothing, fps=fps, lock_scale=o.lock_scale)
         summary = summary if summary is not None else RunSummary()
         if summary.source_faces is None:
             summary.note_source(source, o.select)
         for chunk in chunks:
-            result = self.reenact(source, chunk, smoother, first_frame=summary.frames)
+            result = self.reenact(source, chunk, smoother, first_frame=summary.frames, tracker=tracker)
             summary.add(result)
             yield result
             if progress is not None:

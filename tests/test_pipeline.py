@@ -264,7 +264,7 @@ class TestOptionValidation:
         [
             ("mode", "swap", "mode must be one of recompose"),
             ("mask_kind", "oval", "mask_kind must be one of landmarks, crop"),
-            ("select", "biggest", "select must be one of largest, central, score or a face index"),
+            ("select", "biggest", "select must be one of largest, central, score, all or a face index"),
             ("select", True, "select must be one of"),
             ("smoothing", -0.5, r"smoothing must be a number in \[0, 10\]"),
             ("smoothing", float("nan"), "smoothing must be a number"),
@@ -336,3 +336,93 @@ class TestOfficialPaths:
             depth, landmarks = render_conditioning(models.flame, models.faces, codes)
         torch.testing.assert_close(results["redetect"].depth, depth)
         torch.testing.assert_close(results["redetect"].landmarks, landmarks)
+
+
+class FollowingDetector(ScriptedDetector):
+    """The scripted face, with a landmark stage of its own (like dlib's predictor); counts detector runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.detections = 0
+        self.followed = 0
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        self.detections += 1
+        return super().detect(image)
+
+    def landmarks_in_boxes(self, image: np.ndarray, boxes) -> torch.Tensor:
+        self.followed += 1
+        faces = ScriptedDetector.detect(self, image)
+        return torch.stack([faces[0].landmarks] * len(boxes)) if faces else torch.full((len(boxes), 68, 2), float("nan"))
+
+
+class TestTracking:
+    def test_options(self):
+        assert ReenactOptions().tracking and ReenactOptions().detect_every == 25
+        for preset in ("official-demo", "official-test"):
+            assert not ReenactOptions.preset(preset).tracking
+        for bad in (dict(detect_every=-1), dict(detect_every=2.5), dict(detect_every=True), dict(tracking="yes")):
+            with pytest.raises(ValueError, match=f"ReenactOptions.{next(iter(bad))}"):
+                ReenactOptions(**bad)
+
+    def test_video_is_tracked_and_detected_only_when_needed(self, models, source):
+        """7 frames in chunks of 2, a faceless (dark) frame 4: the detector runs on frame 0, the cut into and
+        out of the dark frame, and 3 frames after the last detection; the composites equal detecting every frame."""
+        driving = frames(8, dark=(4,))
+        results = {}
+        for tracking in (True, False):
+            detector = FollowingDetector()
+            options = ReenactOptions(smoothing=0.0, tracking=tracking, detect_every=3, crop_landmarks="mapped")  # no crop pass
+            reenactor = Reenactor(models, detector, options)
+            summary = RunSummary()
+            chunks = list(reenactor.reenact_stream(source, frames_to_chunks(driving, 2), summary=summary))
+            results[tracking] = (detector, chunks, summary)
+        detector, chunks, summary = results[True]
+        detected = torch.cat([c.detected for c in chunks]).tolist()
+        assert detected == [True, False, False, True, True, True, False, False] and detector.detections == 4
+        assert torch.cat([c.track_ids for c in chunks]).tolist() == [0, 0, 0, 0, -1, 0, 0, 0]
+        assert "face tracking: the detector ran on 4 of 8 frames (1 track)" in summary.notes()
+        assert summary.faceless == [4] and torch.equal(chunks[2].frames[0], driving[4])
+        untracked, plain, plain_summary = results[False]
+        assert untracked.detections == 8 and untracked.followed == 0 and plain[0].detected is None
+        assert not any("face tracking" in note for note in plain_summary.notes())
+        assert torch.equal(torch.cat([c.frames for c in chunks]), torch.cat([c.frames for c in plain]))
+
+    def test_a_single_image_is_one_detection(self, models, source):
+        detector = FollowingDetector()
+        reenactor = Reenactor(models, detector, ReenactOptions(smoothing=0.0, crop_landmarks="mapped"))
+        summary = RunSummary()
+        list(reenactor.reenact_stream(source, [frames(1)], summary=summary))
+        assert detector.detections == 1 and detector.followed == 0 and summary.text() == "1 frame reenacted"
+
+
+class TestAllFaces:
+    def test_options(self):
+        assert ReenactOptions(select="all").select == "all"
+        with pytest.raises(ValueError, match="select='all' pastes every face"):
+            ReenactOptions(select="all", paste_back=False)
+        with pytest.raises(ValueError, match="select='all' smooths each face"):
+            ReenactOptions(select="all", tracking=False)
+        assert ReenactOptions(select="all", tracking=False, smoothing=0.0).select == "all"
+
+    def test_every_face_is_reenacted_and_pasted(self, models):
+        """Two faces per frame (frame 1 faceless), chunks of 2: a row per face, both pasted into their frame."""
+        reenactor = Reenactor(models, TwoFaces(), ReenactOptions(smoothing=0.0, select="all"))
+        source = reenactor.encode_source(frames(1, 300, 300))
+        driving = frames(3, dark=(1,))
+        summary = RunSummary()
+        chunks = list(reenactor.reenact_stream(source, frames_to_chunks(driving, 2), summary=summary))
+        assert torch.cat([c.frame_index + c.first_frame for c in chunks]).tolist() == [0, 0, 1, 2, 2]
+        assert torch.cat([c.has_face for c in chunks]).tolist() == [True, True, False, True, True]
+        assert torch.cat([c.track_ids for c in chunks]).tolist() == [0, 1, -1, 0, 1]
+        assert chunks[0].faces.shape == (3, 3, 256, 256) and chunks[0].frames.shape == (2, 3, 180, 240)
+        assert torch.equal(chunks[0].frames[1], driving[1]) and chunks[0].masks[1].abs().max() == 0
+        corner = (slice(0, 45), slice(0, 60))  # the small face (top left); the large one is centred
+        assert chunks[0].masks[0, 0][corner].amax() > 0.5 and chunks[1].masks[0, 0][corner].amax() > 0.5
+        largest = Reenactor(models, TwoFaces(), ReenactOptions(smoothing=0.0)).reenact(source, driving[:1])
+        assert largest.masks[0, 0][corner].amax() == 0
+        inside = largest.masks[0, 0] > 0.99  # the large face is pasted the same way in both runs
+        assert torch.allclose(chunks[0].frames[0][:, inside], largest.frames[0][:, inside], atol=1e-4)  # batch numerics
+        assert summary.frames == 3 and summary.faceless == [1]
+        assert summary.notes() == ["no face in frame 1 (passed through unchanged)", "source: 2 faces, used the largest",
+                                   "all faces: 4 faces reenacted (2 tracks)"]

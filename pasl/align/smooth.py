@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..geometry import transform_points
 from .crop import alignment_transform, similarity_from_parameters, similarity_parameters
 
 DEFAULT_FPS = 25.0
@@ -149,7 +150,8 @@ class TemporalSmoother:
         if self.lock_scale is True:
             self.locked_log_scale = None
 
-    def __call__(self, landmarks: torch.Tensor, has_face: torch.Tensor, template=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, landmarks: torch.Tensor, has_face: torch.Tensor, template=None,
+                 first_frame: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Smooth one chunk.
 
         Args:
@@ -158,6 +160,9 @@ class TemporalSmoother:
             has_face: ``(T,)`` bool.
             template: alignment template (default PASL's), see
                 :func:`~pasl.align.crop.alignment_transform`.
+            first_frame: index in the clip of the chunk's first frame; default: right after the
+                previous chunk. A face tracker that feeds each track's frames only passes it, so
+                the time step spans the frames in which the track was absent.
 
         Returns:
             ``(landmarks (T, 68, 2) float32, crop_from_frame (T, 3, 3) float64)``, both NaN
@@ -166,6 +171,8 @@ class TemporalSmoother:
         if landmarks.ndim != 3 or has_face.shape != landmarks.shape[:1]:
             raise ValueError(f"need landmarks (T, 68, 2) and has_face (T,), got {tuple(landmarks.shape)} and {tuple(has_face.shape)}")
         count = landmarks.shape[0]
+        if first_frame is not None:
+            self.frame = int(first_frame)
         out_points = torch.full(landmarks.shape, float("nan"), dtype=torch.float32)
         out_params = torch.full((count, 4), float("nan"), dtype=torch.float64)
         valid = has_face.cpu().bool()
@@ -211,3 +218,18 @@ class TemporalSmoother:
             self.angle(theta, time),
             self.centre(params[2:4], time, speed_scale=scale),
         ])
+
+
+def jitter(landmarks: torch.Tensor, crop_from_frame: torch.Tensor) -> float:
+    """Mean length of the second difference of the landmarks in crop pixels: how much the crop's content
+    shakes from frame to frame (0 = steady or moving at constant speed). ``landmarks`` ``(T, 68, 2)`` frame
+    pixels and ``crop_from_frame`` ``(T, 3, 3)`` of consecutive frames; triples with a faceless frame are skipped.
+
+    Example:
+        >>> steady = torch.arange(5.0)[:, None, None] * torch.ones(5, 68, 2)   # constant speed
+        >>> jitter(steady, torch.eye(3).expand(5, 3, 3))
+        0.0
+    """
+    crop = transform_points(crop_from_frame.double(), landmarks.double())
+    second = (crop[2:] - 2 * crop[1:-1] + crop[:-2]).norm(dim=-1)
+    return float(second.nanmean()) if second.numel() else math.nan

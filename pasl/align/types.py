@@ -59,6 +59,7 @@ class AlignedFace:
     face_count: int
     has_face: bool
     frame_size: tuple[int, int]
+    track_id: int = -1
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,13 @@ class FaceAlignment:
         frame_sizes: ``(B, 2)`` int64 ``(H, W)`` of each input frame.
         mode: ``"align"`` (5-point similarity) or ``"resize"`` (whole frame to 256).
         backend: name of the detector that produced the landmarks.
+        track_ids: ``(B,)`` int64 id of the chosen face's track (:class:`pasl.align.track.FaceTracker`),
+            -1 without a face; None when the frames were not tracked.
+        detected: ``(B,)`` bool, the face detector ran on this frame (tracked frames only ran the
+            landmark stage); None when the frames were not tracked (every frame was detected).
+        frame_index: ``(B,)`` int64, with ``select="all"``: the input frame of each row (rows are then
+            faces: several rows share a frame, a frame without a face has one faceless row; every
+            per-row field above describes that row's face). None: row ``i`` is frame ``i``.
     """
 
     crops: torch.Tensor
@@ -96,6 +104,9 @@ class FaceAlignment:
     frame_sizes: torch.Tensor
     mode: str = "align"
     backend: str = ""
+    track_ids: torch.Tensor | None = None
+    detected: torch.Tensor | None = None
+    frame_index: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.crops.shape[0])
@@ -113,12 +124,19 @@ class FaceAlignment:
             face_count=int(self.face_counts[index]),
             has_face=bool(self.has_face[index]),
             frame_size=(int(self.frame_sizes[index, 0]), int(self.frame_sizes[index, 1])),
+            track_id=-1 if self.track_ids is None else int(self.track_ids[index]),
         )
+
+    @property
+    def frame_count(self) -> int:
+        """Input frames (rows, unless ``frame_index`` makes rows faces)."""
+        return len(self) if self.frame_index is None else int(self.frame_index.max()) + 1 if len(self) else 0
 
     @property
     def faceless_frames(self) -> list[int]:
         """Indices of the frames in which no face was chosen."""
-        return torch.nonzero(~self.has_face.cpu()).flatten().tolist()
+        rows = torch.nonzero(~self.has_face.cpu()).flatten()
+        return (rows if self.frame_index is None else self.frame_index.cpu()[rows]).tolist()
 
     def summary(self) -> str:
         """One line for logs and UIs, naming the frames without a face.
@@ -134,15 +152,23 @@ class FaceAlignment:
             >>> result.summary()
             'align (dlib-hog): face in 2 of 3 frames; no face in frame 1; several faces in frame 2'
         """
-        total = len(self)
-        found = int(self.has_face.sum())
+        total = self.frame_count
+        found = total - len(self.faceless_frames)
         text = f"{self.mode} ({self.backend or 'no detector'}): face in {found} of {total} frames"
+        if self.frame_index is not None:
+            text += f" ({int(self.has_face.sum())} faces, every face kept)"
         missing = self.faceless_frames
         if missing:
             text += f"; no face in frame{'s' if len(missing) > 1 else ''} {_ranges(missing)}"
-        several = torch.nonzero(self.face_counts.cpu() > 1).flatten().tolist()
+        several = torch.nonzero(self.face_counts.cpu() > 1).flatten()
+        several = sorted(set((several if self.frame_index is None else self.frame_index.cpu()[several]).tolist()))
         if several:
             text += f"; several faces in frame{'s' if len(several) > 1 else ''} {_ranges(several)}"
+        if self.detected is not None and self.track_ids is not None:
+            tracks = len(set(self.track_ids[self.track_ids >= 0].tolist()))
+            ran = int(self.detected.sum()) if self.frame_index is None else len(set(self.frame_index[self.detected].tolist()))
+            if ran < total:  # silent when tracking saved nothing (one photo, a detector without a landmark stage)
+                text += f"; tracked ({tracks} track{'' if tracks == 1 else 's'}), detector ran on {ran} of {total} frames"
         return text
 
     def to(self, device: torch.device | str) -> FaceAlignment:
@@ -158,7 +184,24 @@ class FaceAlignment:
         modes = {p.mode for p in parts}
         if len(modes) != 1:
             raise ValueError(f"cannot join results of different modes {sorted(modes)}")
-        tensors = {f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(cls) if f.name not in ("mode", "backend")}
+        optional = {"track_ids": -1, "detected": True}  # fill for untracked parts (every frame detected)
+        tensors = {f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(cls)
+                   if f.name not in ("mode", "backend", "frame_index", *optional)}
+        if any(p.frame_index is not None for p in parts):
+            offsets, indices = 0, []
+            for p in parts:
+                own = p.frame_index if p.frame_index is not None else torch.arange(len(p), device=p.has_face.device)
+                indices.append(own + offsets)
+                offsets += p.frame_count
+            tensors["frame_index"] = torch.cat(indices)
+        for name, fill in optional.items():
+            values = [getattr(p, name) for p in parts]
+            if any(v is not None for v in values):
+                tensors[name] = torch.cat([
+                    v if v is not None else torch.full((len(p),), fill, device=p.has_face.device,
+                                                       dtype=torch.int64 if name == "track_ids" else torch.bool)
+                    for p, v in zip(parts, values)
+                ])
         backends = sorted({p.backend for p in parts if p.backend})
         return cls(**tensors, mode=parts[0].mode, backend="+".join(backends))
 
