@@ -9,6 +9,7 @@ Frames without a face come back unchanged and are listed in each chunk's result.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -281,21 +282,29 @@ class Reenactor:
         models: from :func:`pasl.models.load_models` (shape stage required).
         detector: from :func:`pasl.align.make_detector` (loaded once, reused).
         options: :class:`ReenactOptions`.
+        timer: optional stage timer (:class:`pasl.timing.StageTimer`): each stage runs inside
+            ``timer(name)``, for ``python -m pasl.bench``; ``None`` (default) measures nothing.
     """
 
-    def __init__(self, models: PASLModels, detector, options: ReenactOptions | None = None):
+    def __init__(self, models: PASLModels, detector, options: ReenactOptions | None = None, timer: Callable[[str], Any] | None = None):
         models.require_shape_stage()
         if options is not None and options.identity_score:
             models.require_identity()
         self.models = models
         self.detector = detector
         self.options = options or ReenactOptions()
+        self.timer = timer
+
+    def _stage(self, name: str):
+        """``timer(name)``, or a no-op context without a timer."""
+        return contextlib.nullcontext() if self.timer is None else self.timer(name)
 
     def encode_source(self, image: Any) -> SourceFace:
         """Align (or resize) the source image, then its style code and FLAME codes."""
-        alignment = align_faces(
-            image, select=self.options.select, mode=self.options.source_alignment, detector=self.detector, warp=self.options.warp
-        )
+        with self._stage("align"):
+            alignment = align_faces(
+                image, select=self.options.select, mode=self.options.source_alignment, detector=self.detector, warp=self.options.warp
+            )
         if len(alignment) != 1:
             raise ValueError(f"give one source image, got {len(alignment)}")
         if not bool(alignment.has_face[0]) and self.options.source_alignment == "resize":
@@ -303,27 +312,35 @@ class Reenactor:
         models = self.models
         crop = alignment.crops.to(models.device)
         with torch.inference_mode():
-            style = models.aeg.style_encoder(crop.to(models.dtype))
+            with self._stage("style"):
+                style = models.aeg.style_encoder(crop.to(models.dtype))
             shape = self._shape_codes(alignment.crops, alignment.landmarks_crop, alignment.has_face)
-            identity = encode_identity(models, crop, shape) if self.options.identity_score else None
+            with self._stage("identity"):
+                identity = encode_identity(models, crop, shape) if self.options.identity_score else None
         return SourceFace(crop=crop, style=style, shape=shape, alignment=alignment, identity=identity)
 
     def _shape_codes(self, crops: torch.Tensor, landmarks_crop: torch.Tensor, has_face: torch.Tensor) -> ShapeCodes:
-        return shape_codes(
-            self.models.shape_encoder, crops, landmarks_crop, has_face, crop_landmarks=self.options.crop_landmarks, detector=self.detector
-        )
+        with self._stage("shape"):
+            return shape_codes(
+                self.models.shape_encoder, crops, landmarks_crop, has_face, crop_landmarks=self.options.crop_landmarks,
+                detector=self.detector,
+            )
 
     def _align(self, frames: list[torch.Tensor], smoother: TemporalSmoother | None) -> FaceAlignment:
         o = self.options
-        return align_faces(
-            frames, select=o.select, mode=o.driver_alignment, detector=self.detector, smoother=smoother, require_face=False, warp=o.warp
-        )
+        with self._stage("align"):
+            return align_faces(
+                frames, select=o.select, mode=o.driver_alignment, detector=self.detector, smoother=smoother, require_face=False, warp=o.warp
+            )
 
     def _generate(self, source: SourceFace, driver: ShapeCodes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, CycleReport | None]:
         models, options = self.models, self.options
-        shapes, report = recompose_shapes(models, source.shape, driver, options.mode, options.refine_steps, options.cycle_check)
-        depth, landmarks = render_conditioning(models.flame, models.faces, shapes, flatten=options.flatten)
-        faces = generate_faces(models.aeg.generator, source.style, depth, landmarks, shapes.face_mask, batch_size=options.batch_size)
+        with self._stage("recompose"):
+            shapes, report = recompose_shapes(models, source.shape, driver, options.mode, options.refine_steps, options.cycle_check)
+        with self._stage("render"):
+            depth, landmarks = render_conditioning(models.flame, models.faces, shapes, flatten=options.flatten)
+        with self._stage("generate"):
+            faces = generate_faces(models.aeg.generator, source.style, depth, landmarks, shapes.face_mask, batch_size=options.batch_size)
         return faces, depth, landmarks, report
 
     def reenact(self, source: SourceFace, frames: Any, smoother: TemporalSmoother | None = None, first_frame: int = 0) -> ReenactedChunk:
@@ -345,12 +362,13 @@ class Reenactor:
             faces[index], depth[index], landmarks[index] = generated, maps_depth.cpu(), maps_landmarks.cpu()
         identity = None
         if self.options.identity_score and source.identity is not None:
-            with torch.inference_mode():
+            with torch.inference_mode(), self._stage("identity"):
                 identity = score_identity(self.models, source.identity, faces, skip=~has_face)
 
         composite = masks = None
         if self.options.paste_back:
-            composite, masks = self._paste(frame_list, faces, alignment, has_face)
+            with self._stage("paste"):
+                composite, masks = self._paste(frame_list, faces, alignment, has_face)
         counts = alignment.face_counts.cpu()
         return ReenactedChunk(faces, composite, masks, depth, landmarks, has_face, first_frame, report, identity, counts)
 

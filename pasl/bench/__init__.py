@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import platform
 import resource
 import statistics
@@ -59,8 +60,8 @@ def _memory_mb(device: torch.device) -> float:
 
 
 def bench_aeg(args: argparse.Namespace) -> dict:
-    from .aeg import AEG
-    from .aeg_files import load_aeg
+    from ..aeg import AEG
+    from ..aeg_files import load_aeg
 
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     if args.weights:
@@ -99,9 +100,9 @@ def _flame_for_bench(folders: list[str]):
     available template mesh + landmark embedding with zero blend shapes (identical cost)."""
     import numpy as np
 
-    from .catalog import find, resolve_weights
-    from .flame import FLAME
-    from .flame_files import load_flame, read_head_template, read_landmark_embedding
+    from ..catalog import find, resolve_weights
+    from ..flame import FLAME
+    from ..flame_files import load_flame, read_head_template, read_landmark_embedding
 
     files = resolve_weights(folders, require_shape_stage=False)  # the same FLAME files a run would load
     searched, model, embedding = files.searched, files.flame, files.landmark_embedding
@@ -137,9 +138,9 @@ def _flame_for_bench(folders: list[str]):
 
 def bench_render(args: argparse.Namespace) -> dict:
     """FLAME + depth + landmark maps (the official recipe), ms per frame; pytorch3d as baseline when installed."""
-    from .csg.codes import FlameCodes
-    from .raster import RasterSettings
-    from .render import conditioning_maps, crop_to_image, orthographic_project
+    from ..csg.codes import FlameCodes
+    from ..raster import RasterSettings
+    from ..render import conditioning_maps, crop_to_image, orthographic_project
 
     device = torch.device(args.device)
     flame, faces, which = _flame_for_bench(args.weights_dir)
@@ -168,7 +169,7 @@ def bench_render(args: argparse.Namespace) -> dict:
 
 def bench_align(args: argparse.Namespace) -> dict:
     """Detection + 68 landmarks per backend, and the crop warp, ms per frame on a video's first frames."""
-    from .align import read_video
+    from ..align import read_video
 
     frames = read_video(args.video, count=args.frames)
     rows = align_rows(frames, tuple(args.backends.split(",")), repeat=args.repeat, weights_dir=args.weights_dir or None)
@@ -177,8 +178,8 @@ def bench_align(args: argparse.Namespace) -> dict:
 
 def _crop_pass_row(detector, frames: list[torch.Tensor], repeat: int) -> dict:
     """Cost of DECA's second landmark pass on the aligned 256 crops (``crop_landmarks="redetect"``)."""
-    from .align import align_faces
-    from .shape import detect_crop_landmarks
+    from ..align import align_faces
+    from ..shape import detect_crop_landmarks
 
     crops = align_faces(frames, detector=detector, require_face=False).crops
     samples = []
@@ -214,7 +215,7 @@ def align_rows(
         each backend also has a ``"crop landmarks (DECA pass)"`` row (its second pass on the
         aligned crops); the warp rows have stage ``"crop"`` and backend ``"torch"`` / ``"cv2"``.
     """
-    from .align import (
+    from ..align import (
         WARPS,
         BackendUnavailableError,
         alignment_transform,
@@ -224,7 +225,7 @@ def align_rows(
         read_video,
         to_frames,
     )
-    from .imageops import to_uint8_hwc
+    from ..imageops import to_uint8_hwc
 
     if isinstance(frames, (str, Path)):
         frames = read_video(frames)
@@ -286,6 +287,8 @@ def _result(name: str, args: argparse.Namespace, device: torch.device, rows: lis
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "dtype": getattr(args, "dtype", "fp32"),
         "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "torch": torch.__version__,
         "repeat": args.repeat,
         "peak_memory_mb": _memory_mb(device),
@@ -336,13 +339,19 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--weights-dir", action="append", default=[], help="folder with the FAN files (face_alignment/)")
     align.add_argument("--json", help="also write the JSON result to this file")
     align.set_defaults(run=bench_align)
+
+    from .gpu_check import add_parser as add_gpu_check
+    from .pipeline import add_parser as add_pipeline
+
+    add_pipeline(commands)
+    add_gpu_check(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result = args.run(args)
-    print_table(result)
+    getattr(args, "table", print_table)(result)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
