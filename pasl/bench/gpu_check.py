@@ -62,7 +62,7 @@ def stage_errors(reference, models, crops: torch.Tensor, landmarks_crop: torch.T
     return codes
 
 
-def speed_rows(models, detector, frames: torch.Tensor, batches: list[int]) -> list[dict]:
+def speed_rows(models, detector, frames: torch.Tensor, batches: list[int], crop_landmarks: str = "mapped") -> list[dict]:
     """End-to-end and generator-only frames/s at each batch (chunk = batch = B frames per call)."""
     from ..pipeline import ReenactOptions, Reenactor
     from .pipeline import _sync, generator_only_ms
@@ -70,7 +70,7 @@ def speed_rows(models, detector, frames: torch.Tensor, batches: list[int]) -> li
     device = models.device
     rows = []
     for batch in batches:
-        reenactor = Reenactor(models, detector, ReenactOptions(batch_size=batch, crop_landmarks="mapped"))
+        reenactor = Reenactor(models, detector, ReenactOptions(batch_size=batch, crop_landmarks=crop_landmarks))
         source = reenactor.encode_source(frames[0])
         reenactor.reenact(source, frames[:batch])  # warm-up at this batch size
         if device.type == "cuda":
@@ -92,9 +92,10 @@ def speed_rows(models, detector, frames: torch.Tensor, batches: list[int]) -> li
 
 
 def gpu_check(args: argparse.Namespace) -> dict:
-    from .. import bench
-    from ..align import align_faces, make_detector
+    from ..align import align_faces
+    from . import common as bench
     from .models import bench_models
+    from .pipeline import make_bench_detector
 
     device = torch.device(args.device)
     precision = args.precision or ("fp16" if device.type == "cuda" else "bf16")
@@ -102,13 +103,14 @@ def gpu_check(args: argparse.Namespace) -> dict:
     synthetic = True if args.synthetic else None
     reference, which = bench_models(args.weights_dir, "cpu", torch.float32, synthetic=synthetic)
     models, _ = bench_models(args.weights_dir, device, dtype, synthetic=synthetic)
-    detector = make_detector(args.backend, args.weights_dir or None)
+    detector = make_bench_detector(args.backend, args.weights_dir, device)
     frames = _frames(Path(args.video), args.frames)
     alignment = align_faces(frames[: args.error_frames], detector=detector, require_face=False)
     errors = stage_errors(reference, models, alignment.crops, alignment.landmarks_crop, alignment.has_face)
     errors["frames"] = int(alignment.has_face.sum())
-    rows = speed_rows(models, detector, frames, [b for b in args.batches if b <= frames.shape[0]])
+    rows = speed_rows(models, detector, frames, [b for b in args.batches if b <= frames.shape[0]], args.crop_landmarks)
     result = bench._result("gpu-check", args, device, rows, weights=which, precision=precision, backend=detector.name,
+                           crop_landmarks=args.crop_landmarks,
                            video=str(args.video), errors_vs_cpu_fp32=errors)
     result["dtype"] = precision
     if device.type == "cuda":
@@ -118,7 +120,7 @@ def gpu_check(args: argparse.Namespace) -> dict:
 
 def print_gpu_check(result: dict) -> None:
     print(f"# gpu-check on {result['device']} ({result['device_name']}), {result['precision']} vs CPU float32; {result['weights']}; "
-          f"backend {result['backend']}")
+          f"backend {result['backend']}, crop landmarks {result['crop_landmarks']}")
     for key, value in result["errors_vs_cpu_fp32"].items():
         print(f"{key:>32}: {value:.6g}" if isinstance(value, float) else f"{key:>32}: {value}")
     print(f"{'batch':>6} | {'end-to-end fps':>14} | {'generator fps':>13} | {'ratio':>6} | {'peak VRAM MB':>12}")
@@ -139,6 +141,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--error-frames", type=int, default=4, help="frames of the error comparison")
     parser.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32])
     parser.add_argument("--backend", choices=["auto", "fan", "dlib", "dlib-hog"], default="auto")
+    parser.add_argument("--crop-landmarks", choices=["redetect", "mapped"], default="mapped",
+                        help="DECA's crop box in the speed runs (default mapped: no second detection)")
     parser.add_argument("--weights-dir", action="append", default=[],
                         help="weight folder(s); FLAME or head_template.obj + landmark_embedding.npy are needed")
     parser.add_argument("--synthetic", action="store_true", help="synthetic AEG and DECA even when the real files are found")

@@ -54,9 +54,9 @@ def well_scaled_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
 def synthetic_models(folders: list[str | Path], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                      seed: int = 0) -> tuple[PASLModels, str]:
     """Synthetic AEG and DECA, and FLAME from ``folders`` (real, or template-only), set up like :func:`load_models`."""
-    from .. import bench
     from ..aeg import AEG, place_aeg
     from ..csg.encoder import FlameEncoder
+    from . import common as bench
 
     device = torch.device(device)
     aeg = AEG()

@@ -101,10 +101,13 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _make_detector(backend: str, folders: list[str]):
+def make_bench_detector(backend: str, folders: list[str], device: torch.device | str = "cpu"):
+    """The detector of a run; FAN runs on the benchmark's device (dlib always on the CPU)."""
     from ..align import make_detector
+    from ..align.detect import fan_files_present
 
-    return make_detector(backend, folders or None)
+    uses_fan = backend == "fan" or (backend == "auto" and fan_files_present(folders or None))
+    return make_detector(backend, folders or None, **({"device": torch.device(device)} if uses_fan else {}))
 
 
 def _photo_run(reenactor, image_path: Path, out_dir: Path, timer) -> tuple[dict, Any]:
@@ -227,7 +230,7 @@ def _official_row(models, folders: list[str], fallback, source, video: Path, fra
 
     note = "FAN (flip), as the official demo"
     try:
-        detector = _make_detector("fan", folders)
+        detector = make_bench_detector("fan", folders, device)
     except (BackendUnavailableError, MissingWeightError, FileNotFoundError) as err:
         detector = fallback
         reason = str(err).split(";")[0].split(". ")[0]
@@ -243,18 +246,18 @@ def _official_row(models, folders: list[str], fallback, source, video: Path, fra
 
 def bench_pipeline(args: argparse.Namespace) -> dict:
     """The ``pipeline`` sub-command (see the module docstring)."""
-    from .. import bench
     from ..files import read_rgb
     from ..pipeline import ReenactOptions, Reenactor
     from ..timing import StageTimer
     from ..video import iter_frames
+    from . import common as bench
     from .models import bench_models
 
     device, dtype = torch.device(args.device), bench.DTYPES[args.precision]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     models, which = bench_models(args.weights_dir, device, dtype, synthetic=True if args.synthetic else None)
-    detector = _make_detector(args.backend, args.weights_dir)
+    detector = make_bench_detector(args.backend, args.weights_dir, device)
     timer = StageTimer(device)
     options = ReenactOptions(crop_landmarks=args.crop_landmarks, batch_size=args.batch_size)
     reenactor = Reenactor(models, TimedDetector(detector, timer), options, timer=timer)
