@@ -118,3 +118,23 @@ def test_gpu_check_runs_on_the_cpu(tmp_path):
     for row in result["rows"]:
         for key in ("end_to_end_fps", "generator_only_fps", "end_to_end_vs_generator"):
             assert _finite_positive(row[key]), key
+
+
+def test_stage_timer_charges_nested_stages_once():
+    import time
+
+    from pasl.timing import StageTimer
+
+    timer = StageTimer()
+    start = time.perf_counter()
+    with timer("shape"):
+        with timer("crop_landmarks"):
+            pass
+        with timer("crop_landmarks"):
+            pass
+    elapsed_ms = (time.perf_counter() - start) * 1000
+    assert timer.calls == {"shape": 1, "crop_landmarks": 2}
+    assert set(timer.ms) == {"shape", "crop_landmarks"} and all(v >= 0 for v in timer.ms.values())
+    assert timer.total_ms() <= elapsed_ms  # exclusive: the inner time is not counted in the outer stage too
+    timer.reset()
+    assert timer.ms == {} and timer.calls == {}
