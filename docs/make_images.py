@@ -3,7 +3,7 @@
     python docs/make_images.py      # writes docs/images/
 
 Alignment (detected landmarks, the aligned 256 crop), the shape stage's conditioning maps at
-large yaw, and paste-back (the mask and a recoloured face blended back). Real PASL faces
+large yaw, a head turned by the editor, and paste-back (the mask and a recoloured face blended back). Real PASL faces
 need the authors' weights, which this repository cannot ship, so no generated face is shown.
 """
 
@@ -67,6 +67,32 @@ def maps_picture() -> None:
     canvas.save(OUT / "shape_maps.png")
 
 
+def head_edit_picture() -> None:
+    """One head (the FLAME template, neutral) turned by :class:`pasl.edit.HeadEdit` to 0/30/60/90 degrees of yaw,
+    kept centred: the edited shape as PASL Shape Edit previews it (depth in grey, the landmark drawing in orange)."""
+    from pasl.bench import _flame_for_bench
+    from pasl.csg.codes import FlameCodes
+    from pasl.edit import HeadEdit, edit_codes, head_angles
+    from pasl.shape import ShapeCodes, render_conditioning
+
+    flame, faces, _ = _flame_for_bench([str(FLAME_ASSETS)])
+    vector = torch.zeros(1, 236)
+    vector[:, 206], vector[:, 208] = 7.0, 0.03
+    neutral = FlameCodes.from_vector(vector)
+    edits = [HeadEdit(yaw=yaw) for yaw in (0.0, 30.0, 60.0, 90.0)]
+    codes = FlameCodes.cat([edit_codes(neutral, e, flame=flame) for e in edits])
+    tform = torch.diag(torch.tensor([224 / 256, 224 / 256, 1.0])).expand(len(edits), 3, 3)
+    depth, landmarks = render_conditioning(flame, faces, ShapeCodes(codes, tform))
+    lines = landmarks[:, :1]
+    overlay = depth * (1 - lines) + torch.tensor([1.0, 0.55, 0.1]).view(1, 3, 1, 1) * lines
+    canvas = Image.new("RGB", (len(edits) * 264 - 8, 256 + 28), (24, 24, 24))
+    draw = ImageDraw.Draw(canvas)
+    for i, yaw in enumerate(head_angles(codes)[:, 0].tolist()):
+        canvas.paste(_pil(overlay[i : i + 1]), (i * 264, 0))
+        draw.text((i * 264 + 8, 262), f"yaw {round(yaw)} degrees", fill=(230, 230, 230))
+    canvas.save(OUT / "head_edit.png")
+
+
 def paste_back_picture() -> None:
     from pasl.align import align_faces
     from pasl.composite import paste_back
@@ -90,6 +116,7 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     alignment_picture()
     maps_picture()
+    head_edit_picture()
     paste_back_picture()
     print("wrote", ", ".join(sorted(p.name for p in OUT.iterdir())))
     return 0

@@ -9,6 +9,8 @@ def node_list() -> list:
 
     register_model_folder()  # before the loader's schema lists the folder's files
     from .align import PASLFaceAlign
+    from .animate import PASLAnimatePortrait
+    from .edit import PASLShapeEdit
     from .encode import PASLEncodeStyle
     from .generate import PASLGenerate
     from .identity import PASLIdentityScore
@@ -23,9 +25,11 @@ def node_list() -> list:
         PASLFaceAlign,
         PASLEncodeStyle,
         PASLShapeRecompose,
+        PASLShapeEdit,
         PASLShapeRender,
         PASLGenerate,
         PASLPasteBack,
         PASLReenact,
         PASLIdentityScore,
+        PASLAnimatePortrait,
     ]

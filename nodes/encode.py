@@ -28,7 +28,7 @@ class PASLEncodeStyle(io.ComfyNode):
             "With PAE weights loaded it also gives the source's identity (for PASL Identity Score) and its pose bin "
             "(F: |yaw| <= 30, S: 30-60, P: >= 60; the yaw needs DECA).",
             inputs=[
-                io.Custom("PASL_MODEL").Input("models"),
+                io.Custom("PASL_MODEL").Input("models", tooltip="From PASL Load Models."),
                 io.Image.Input("source", tooltip="One face, or a batch (one code each)."),
                 io.Custom("PASL_ALIGN").Input(
                     "source_align",

@@ -28,8 +28,8 @@ class PASLGenerate(io.ComfyNode):
             description="The attention-embedded generator: draws the source's face in the shape given by the depth and landmark maps. "
             "Frames whose maps are both empty (no face found there) give a black face without running the generator.",
             inputs=[
-                io.Custom("PASL_MODEL").Input("models"),
-                io.Custom("PASL_STYLE").Input("style"),
+                io.Custom("PASL_MODEL").Input("models", tooltip="From PASL Load Models."),
+                io.Custom("PASL_STYLE").Input("style", tooltip="The source's style code, from PASL Pose-Adapted Encode."),
                 io.Image.Input("depth", tooltip="Depth map, white = nearest (from PASL Shape Render)."),
                 io.Image.Input("landmarks", tooltip="White 68-landmark line drawing on black (from PASL Shape Render)."),
                 io.Int.Input("batch_size", default=8, min=1, max=256, tooltip="Frames per generator call; lower it if memory runs out."),

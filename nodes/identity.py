@@ -23,7 +23,7 @@ class PASLIdentityScore(io.ComfyNode):
             "chosen from both faces' yaws (frontal/semi/profile pairs). 1 = same embedding. Black faces "
             "(frames without a face) are skipped.",
             inputs=[
-                io.Custom("PASL_MODEL").Input("models"),
+                io.Custom("PASL_MODEL").Input("models", tooltip="From PASL Load Models."),
                 io.Custom("PASL_IDENTITY").Input("identity", tooltip="From PASL Pose-Adapted Encode (first source face used)."),
                 io.Image.Input("faces", tooltip="Face crops to judge, e.g. PASL Generate's output."),
                 io.Combo.Input("protocol", options=list(PROTOCOLS), default="fixed",

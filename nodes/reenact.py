@@ -24,7 +24,7 @@ class PASLReenact(io.ComfyNode):
             description="Renders the source person with the driving face's head pose and expression (large poses "
             "included), pasted back into the driving frames. Frames without a face pass through unchanged.",
             inputs=[
-                io.Custom("PASL_MODEL").Input("models"),
+                io.Custom("PASL_MODEL").Input("models", tooltip="From PASL Load Models."),
                 io.Image.Input("source", tooltip="A photo of the source person (identity); the first image is used."),
                 io.Image.Input("driving", tooltip="A driving photo or video frames (pose and expression)."),
                 io.Combo.Input("mode", options=list(RECOMPOSE_MODES), default="recompose",
@@ -33,7 +33,8 @@ class PASLReenact(io.ComfyNode):
                 io.Float.Input("smoothing", default=1.0, min=0.0, max=10.0, step=0.1, tooltip="Video crop smoothing (0 = off)."),
                 io.Boolean.Input("lock_scale", default=False, tooltip="Fix the video crop's scale (no head-size wobble)."),
                 io.Boolean.Input("paste_back", default=True, tooltip="Blend into the driving frames; off = 256x256 faces."),
-                io.Float.Input("color_match", default=0.0, min=0.0, max=1.0, step=0.05),
+                io.Float.Input("color_match", default=0.0, min=0.0, max=1.0, step=0.05,
+                               tooltip="Match the face's colours to the frame (0 = off, 1 = full; with paste_back)."),
                 io.Boolean.Input("source_is_crop", default=False, tooltip="The source is already an aligned 256 face crop."),
                 io.Boolean.Input("identity_score", default=False, optional=True,
                                  tooltip="Add the PAE identity score (CSIM to the source) of every result to the report; "

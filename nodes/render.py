@@ -21,8 +21,8 @@ class PASLShapeRender(io.ComfyNode):
             description="Renders the recomposed 3D shape as PASL's two conditioning maps (256x256): a normalised "
             "depth map (white = nearest) and white 68-landmark lines. Inspect or edit them before PASL Generate.",
             inputs=[
-                io.Custom("PASL_MODEL").Input("models"),
-                io.Custom("PASL_SHAPE").Input("shape"),
+                io.Custom("PASL_MODEL").Input("models", tooltip="From PASL Load Models."),
+                io.Custom("PASL_SHAPE").Input("shape", tooltip="The recomposed 3D face codes, from PASL Shape Recompose."),
                 io.Boolean.Input("flatten", default=False, tooltip="The official test protocol's 'flattened' maps (off in the demos)."),
             ],
             outputs=[io.Image.Output(display_name="depth"), io.Image.Output(display_name="landmarks")],

@@ -7,10 +7,18 @@ from comfy_api.v0_0_2 import io
 
 from ..pasl.csg.codes import RECOMPOSE_MODES
 from ..pasl.csg.cycle import CycleReport
+from ..pasl.edit import CHANNELS, MAX_STRENGTH, MotionStrengths
 from ..pasl.shape import CROP_LANDMARKS, ShapeCodes, recompose_shapes, shape_codes
 from .host import Progress, chunks, crop_detector
 
 FRAMES_PER_STEP = 16
+MOTIONS = ("absolute", "relative")
+STRENGTH_TOOLTIPS = {
+    "head": "How much of the driver's head rotation (0 = keep the source's, 1 = all, 2 = twice).",
+    "jaw": "How much of the driver's jaw opening.",
+    "expression": "How much of the driver's expression.",
+    "camera": "How much of the driver's framing (head size and position in the crop).",
+}
 
 
 class PASLShapeRecompose(io.ComfyNode):
@@ -23,7 +31,7 @@ class PASLShapeRecompose(io.ComfyNode):
             description="Cycle-consistent shape generator: reads FLAME codes of both faces (DECA) and recomposes "
             "the source's identity with the driver's expression, head pose and camera.",
             inputs=[
-                io.Custom("PASL_MODEL").Input("models"),
+                io.Custom("PASL_MODEL").Input("models", tooltip="From PASL Load Models."),
                 io.Custom("PASL_ALIGN").Input("source_align", tooltip="From PASL Face Align on the source image (first face used)."),
                 io.Custom("PASL_ALIGN").Input("driver_align", tooltip="From PASL Face Align on the driving frames."),
                 io.Combo.Input("mode", options=list(RECOMPOSE_MODES), default="recompose",
@@ -34,12 +42,29 @@ class PASLShapeRecompose(io.ComfyNode):
                 io.Combo.Input("crop_landmarks", options=list(CROP_LANDMARKS), default="redetect", optional=True,
                                tooltip="redetect = DECA's own landmark pass on each aligned crop (the official code); "
                                "mapped = reuse Face Align's landmarks (one detection cheaper, slightly different crops)."),
+                io.Combo.Input("motion", options=list(MOTIONS), default="absolute", optional=True,
+                               tooltip="absolute = the driver's pose and expression (the paper); relative = the driver's motion "
+                               "since its first frame with a face, on top of the source's own pose and expression (recompose only)."),
+                *[io.Float.Input(f"{channel}_strength", default=1.0, min=0.0, max=MAX_STRENGTH, step=0.05, optional=True,
+                                 tooltip=STRENGTH_TOOLTIPS[channel]) for channel in CHANNELS],
             ],
             outputs=[io.Custom("PASL_SHAPE").Output(display_name="shape"), io.String.Output(display_name="cycle_report")],
         )
 
     @classmethod
-    def execute(cls, models, source_align, driver_align, mode, cycle_check, refine_steps, crop_landmarks="redetect") -> io.NodeOutput:
+    def validate_inputs(cls, mode="recompose", motion="absolute", **strengths) -> bool | str:
+        moved = motion == "relative" or any(strengths.get(f"{c}_strength", 1.0) != 1.0 for c in CHANNELS)
+        if moved and mode != "recompose":
+            return "PASL Shape Recompose: relative motion and strengths need mode = recompose (the source's own shape)"
+        return True
+
+    @classmethod
+    def execute(cls, models, source_align, driver_align, mode, cycle_check, refine_steps, crop_landmarks="redetect",
+                motion="absolute", **strengths) -> io.NodeOutput:
+        chosen = MotionStrengths(**{c: float(strengths.get(f"{c}_strength", 1.0)) for c in CHANNELS})
+        relative = motion == "relative"
+        weighted = chosen if (relative or chosen != MotionStrengths()) else None  # None: the paper's code swap, bit for bit
+        reference = None
         loaded = models.load()
         loaded.require_shape_stage()
         progress = Progress(len(driver_align) + 1)
@@ -55,8 +80,12 @@ class PASLShapeRecompose(io.ComfyNode):
         source = encode(source_align, slice(0, 1))
         shapes, reports = [], []
         for part in chunks(len(driver_align), FRAMES_PER_STEP):
+            driver = encode(driver_align, part)
+            if relative and reference is None and bool(driver.face_mask.any()):
+                reference = driver.codes.index(int(driver.face_mask.nonzero()[0]))  # the first frame with a face
             with torch.inference_mode():  # refine_codes switches gradients back on for itself
-                shape, report = recompose_shapes(loaded, source, encode(driver_align, part), mode, refine_steps, cycle_check)
+                shape, report = recompose_shapes(loaded, source, driver, mode, refine_steps, cycle_check, strengths=weighted,
+                                                 reference=reference if relative else None)
             shapes.append(shape)
             reports += [report] if report is not None else []
         text = CycleReport.cat(reports).summary() if reports else "cycle check off"

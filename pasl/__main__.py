@@ -131,9 +131,17 @@ class _Progress:
             self.bar.close()
 
 
-def _reenact(args: argparse.Namespace) -> None:
+def _device_and_dtype(args: argparse.Namespace):
+    """``--device`` and ``--precision`` resolved: (device, dtype, short precision name)."""
     import torch
 
+    device = _auto_device(args.device)
+    precisions = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    dtype = precisions[args.precision] if args.precision != "auto" else (torch.float16 if device.type == "cuda" else torch.float32)
+    return device, dtype, PRECISION_NAMES[str(dtype).replace("torch.", "")]
+
+
+def _reenact(args: argparse.Namespace) -> None:
     from .align import make_detector
     from .files import check_paths, reenact_files
     from .models import check_weights, load_models
@@ -145,10 +153,7 @@ def _reenact(args: argparse.Namespace) -> None:
         raise ValueError(f"--chunk-size must be a whole number >= 1, got {args.chunk_size}")
     check_weights(args.weights_dir, args.aeg, "auto" if args.identity_score else None)  # every missing file, in a second
     progress = _Progress(args.progress if args.progress is not None else sys.stderr.isatty())
-    device = _auto_device(args.device)
-    precisions = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    dtype = precisions[args.precision] if args.precision != "auto" else (torch.float16 if device.type == "cuda" else torch.float32)
-    precision = PRECISION_NAMES[str(dtype).replace("torch.", "")]
+    device, dtype, precision = _device_and_dtype(args)
     progress.stage(f"loading models ({device}, {precision})")
     models = load_models(args.weights_dir, aeg=args.aeg, device=device, dtype=dtype, identity="auto" if args.identity_score else None)
     if args.identity_score:
@@ -176,6 +181,94 @@ def _reenact(args: argparse.Namespace) -> None:
     print(f"{summary.headline()} in {seconds:.1f} s ({speed}) -> {args.out}")
 
 
+def _head_edit(args: argparse.Namespace):
+    from .edit import CONTROL_NAMES, HeadEdit
+
+    controls = {name: getattr(args, name) for name in CONTROL_NAMES if getattr(args, name) is not None}
+    try:
+        return HeadEdit(yaw=args.yaw, pitch=args.pitch, roll=args.roll, add=args.add, jaw=args.jaw, expression=args.expression,
+                        controls=controls)
+    except ValueError as err:  # "yaw must be ..." -> "--yaw must be ..."
+        text = str(err)
+        for name in ("yaw", "pitch", "roll", "jaw", "expression"):
+            text = text.replace(f"{name} must", f"--{name} must", 1) if text.startswith(name) else text
+        for name in CONTROL_NAMES:
+            text = text.replace(f"control {name!r}", f"--{name.replace('_', '-')}")
+        raise ValueError(text) from None
+
+
+def _portrait(args: argparse.Namespace, out_kind: str):
+    """Checks, then models, detector and a :class:`pasl.pipeline.Reenactor` for ``edit`` and ``animate``."""
+    from pathlib import Path
+
+    from .align import make_detector
+    from .files import IMAGE_SUFFIXES
+    from .models import check_weights, load_models
+    from .pipeline import ReenactOptions, Reenactor
+    from .video import is_video
+
+    source, out = Path(args.source), Path(args.out)
+    if not source.is_file():
+        raise FileNotFoundError(f"--source {source}: no such file")
+    if out_kind == "video" and not is_video(out):
+        raise ValueError(f"--out must be a video file (.mp4), got {out}")
+    if out_kind == "image" and (out.is_dir() or out.suffix.lower() not in IMAGE_SUFFIXES):
+        raise ValueError(f"--out must be an image file ({', '.join(IMAGE_SUFFIXES)}), got {out}")
+    select = int(args.select) if args.select.lstrip("-").isdigit() else args.select
+    try:
+        options = ReenactOptions(select=select, source_alignment="resize" if args.source_is_crop else "align",
+                                 paste_back=args.paste_back, color_match=args.color_match, batch_size=args.batch_size)
+    except ValueError as err:
+        raise ValueError(str(err).replace("ReenactOptions.select", "--select").replace("ReenactOptions.color_match", "--color-match")
+                         .replace("ReenactOptions.batch_size", "--batch-size")) from None
+    check_weights(args.weights_dir, args.aeg, None)
+    progress = _Progress(args.progress if args.progress is not None else sys.stderr.isatty())
+    device, dtype, precision = _device_and_dtype(args)
+    progress.stage(f"loading models ({device}, {precision})")
+    models = load_models(args.weights_dir, aeg=args.aeg, device=device, dtype=dtype)
+    detector = make_detector(args.backend, args.weights_dir)
+    return Reenactor(models, detector, options), progress, f"{device} {precision}"
+
+
+def _edit(args: argparse.Namespace) -> None:
+    from .files import edit_file
+
+    edit = _head_edit(args)  # a bad value is reported before anything loads
+    reenactor, progress, where = _portrait(args, "image")
+    start = time.perf_counter()
+    face = edit_file(reenactor, args.source, args.out, edit, progress.stage)
+    from .edit import head_angles
+
+    before = ", ".join(f"{name} {value:+.1f}" for name, value in zip(("yaw", "pitch", "roll"), head_angles(face.shape.codes)[0].tolist()))
+    print(f"edited (source head: {before} degrees) in {time.perf_counter() - start:.1f} s ({where}) -> {args.out}")
+
+
+def _animate(args: argparse.Namespace) -> None:
+    from .files import animate_file
+    from .keyframes import EASINGS, parse_keyframes
+
+    try:
+        keyframes = parse_keyframes(args.keyframes)
+    except ValueError as err:
+        raise ValueError(f"--keyframes: {err}") from None
+    frames = args.frames if args.frames is not None else keyframes[-1].frame + 1
+    if frames < 1:
+        raise ValueError(f"--frames must be a whole number >= 1, got {frames}")
+    if not (args.fps > 0):
+        raise ValueError(f"--fps must be positive, got {args.fps}")
+    if args.easing not in EASINGS:
+        raise ValueError(f"--easing must be one of {', '.join(EASINGS)}")
+    reenactor, progress, where = _portrait(args, "video")
+    start = time.perf_counter()
+    try:
+        written = animate_file(reenactor, args.source, args.out, keyframes, frames, args.fps, args.easing, progress=progress,
+                               stage=progress.stage)
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - start
+    print(f"{written} frames animated in {seconds:.1f} s ({written / max(seconds, 1e-9):.2f} frames/s; {where}) -> {args.out}")
+
+
 LIBRARY_WORDS = {"load the models in float32 (--precision fp32 on the command line)": "try --precision fp32"}
 """Library phrases and what the command line says instead."""
 
@@ -189,9 +282,11 @@ def _message(err: BaseException) -> str:
 
 
 def _download(args: argparse.Namespace) -> dict:
-    from .download import download
+    from .download import MANIFEST, download
 
-    return {"downloaded": [str(p) for p in download(args.what, args.to)]}
+    outcome = download(args.what, args.to, report=lambda line: print(line, file=sys.stderr))
+    return {"folder": str(outcome.folder), "downloaded": [str(p) for p in outcome.downloaded],
+            "already_there": sorted(set(map(str, outcome.present))), "manifest": str(outcome.folder / MANIFEST)}
 
 
 def program_name(argv0: str | None = None) -> str:
@@ -200,6 +295,59 @@ def program_name(argv0: str | None = None) -> str:
 
     name = Path(sys.argv[0] if argv0 is None else argv0).name.lower()
     return "pasl" if name in ("pasl", "pasl.exe", "pasl-script.py") else "python -m pasl"
+
+
+def _portrait_arguments(command: argparse.ArgumentParser) -> None:
+    """What ``edit`` and ``animate`` share: the source, weights, device and paste-back."""
+    command.add_argument("--source", required=True, help="image of the person (one face; --select picks among several)")
+    command.add_argument("--weights-dir", action="append", default=[], help="folder with the weight files (repeatable)")
+    command.add_argument("--aeg", help="a specific AEG checkpoint (default: 204000_nets_ema.ckpt if found)")
+    command.add_argument("--backend", choices=["auto", "fan", "dlib", "dlib-hog"], default="auto", help="face detector")
+    command.add_argument("--select", default="largest", help="face to use when several: largest (default), central, score or an index")
+    command.add_argument("--source-is-crop", action="store_true", help="the source is already an aligned 256 face crop")
+    command.add_argument("--paste-back", action=argparse.BooleanOptionalAction, default=True,
+                         help="blend the face into the source photo (default) or write 256x256 crops")
+    command.add_argument("--color-match", type=float, default=0.0, help="match the face's colours to the photo (0..1)")
+    command.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    command.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
+                         help="AEG precision (auto: fp16 on CUDA, else fp32)")
+    command.add_argument("--batch-size", type=int, default=8, help="frames per generator call")
+    command.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                         help="progress on stderr (default: only when stderr is a terminal)")
+
+
+def _add_portrait_commands(commands) -> None:
+    from .edit import CONTROL_NAMES, MAX_JAW, MAX_PITCH, MAX_ROLL, MAX_YAW
+
+    edit = commands.add_parser(
+        "edit", help="turn the head of a portrait (to full profile), open the jaw, change the expression",
+        description="Edits the FLAME codes of the source face and redraws it: angles in degrees (yaw + = towards the "
+        "image's right, pitch + = down, roll + = counter-clockwise); flags not given keep the source's own values.",
+    )
+    _portrait_arguments(edit)
+    edit.add_argument("--out", required=True, help="output image (the source photo with the edited face, or the crop)")
+    edit.add_argument("--yaw", type=float, help=f"head yaw in degrees, -{MAX_YAW:g} .. {MAX_YAW:g} (full profile)")
+    edit.add_argument("--pitch", type=float, help=f"head pitch in degrees, -{MAX_PITCH:g} .. {MAX_PITCH:g}")
+    edit.add_argument("--roll", type=float, help=f"head roll in degrees, -{MAX_ROLL:g} .. {MAX_ROLL:g}")
+    edit.add_argument("--add", action="store_true", help="add the angles to the source's own instead of setting them")
+    edit.add_argument("--jaw", type=float, help=f"jaw opening in degrees, 0 .. {MAX_JAW:g}")
+    edit.add_argument("--expression", type=float, default=1.0, help="factor on the source's expression (0 = neutral, 1 = as is)")
+    for name in CONTROL_NAMES:
+        edit.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, help=f"expression control {name} (-2 .. 2)")
+    edit.set_defaults(run=_edit)
+
+    animate = commands.add_parser(
+        "animate", help="animate a portrait along keyframes (e.g. turn to profile and back), no driver needed",
+        description="Keyframes are 'FRAME: field=value, ...; FRAME: ...' with the fields of `edit` (yaw, pitch, roll, "
+        f"jaw, expression, {', '.join(CONTROL_NAMES)}); the head moves along the shortest arc between them.",
+    )
+    _portrait_arguments(animate)
+    animate.add_argument("--out", required=True, help="output video (.mp4)")
+    animate.add_argument("--keyframes", required=True, help="e.g. '0: yaw=0; 24: yaw=75, jaw=10; 48: yaw=0'")
+    animate.add_argument("--frames", type=int, default=None, help="number of frames (default: the last keyframe + 1)")
+    animate.add_argument("--fps", type=float, default=25.0, help="frame rate of the video (default 25)")
+    animate.add_argument("--easing", default="ease-in-out", help="linear, ease-in-out (default), ease-in or ease-out")
+    animate.set_defaults(run=_animate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,12 +418,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="progress bar and stage lines on stderr (default: only when stderr is a terminal)")
     run.set_defaults(run=_reenact)
 
+    _add_portrait_commands(commands)
+
     fetch = commands.add_parser(
-        "download", help="download the publicly available weight files (the optional FAN detector); nothing else is fetched",
-        epilog="Files come from the FAN authors' site, or from $PASL_DOWNLOAD_BASE_URL when set (a mirror with the same file names).",
+        "download", help="download the weight files (all, or one kind), check each by loading it, and keep only good files",
+        description="aeg: the demo AEG checkpoint (authors' Google Drive folder); deca: deca_model.tar (PASL's 'DECA model' "
+                    "archive) with DECA's landmark_embedding.npy and head_template.obj; flame: FLAME 2020's generic_model.pkl "
+                    "with your own flame.is.tue.mpg.de login (asked for, or $PASL_FLAME_USERNAME / $PASL_FLAME_PASSWORD; "
+                    "never stored); pae: the six PAE networks; fan: the optional FAN detector. Interrupted downloads resume; "
+                    "files already there and valid are kept; downloads.json records each file's source and sha256.",
+        epilog="All are for non-commercial research use under their owners' licences (see weights/README.md).",
     )
-    fetch.add_argument("what", choices=["fan"])
-    fetch.add_argument("--to", default="weights", help="weights folder (e.g. ComfyUI/models/pasl); default: weights")
+    fetch.add_argument("what", nargs="?", default="all", choices=["all", "aeg", "deca", "flame", "pae", "fan"],
+                       help="what to fetch (default: all)")
+    fetch.add_argument("--to", default=None, metavar="DIR",
+                       help="weights folder (default: the first folder model discovery searches, e.g. ComfyUI/models/pasl)")
     fetch.set_defaults(run=_download)
 
     doctor = commands.add_parser("doctor", help="list the weight files found and missing, and the available backends")
@@ -294,7 +451,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted (no output was kept)" if args.command == "reenact" else "error: interrupted", file=sys.stderr)
+        notes = {"reenact": " (no output was kept)",
+                 "download": " (a partial download stays as a .part file: run the same command again to resume)"}
+        print(f"error: interrupted{notes.get(args.command, '')}", file=sys.stderr)
         return 130
     if result is not None:
         print(json.dumps(result, indent=2))

@@ -114,10 +114,26 @@ def entry(key: str) -> WeightFile:
     raise KeyError(f"unknown weight kind {key!r}; known: {[c.key for c in CATALOG]}")
 
 
+DOWNLOAD_KINDS = {"aeg": "aeg", "deca": "deca", "landmark_embedding": "deca", "head_template": "deca", "flame": "flame",
+                  "pae": "pae", "fan": "fan"}
+"""The ``python -m pasl download`` argument that fetches each kind (the ArcFace network has none)."""
+
+
+def download_command(key: str) -> str | None:
+    """The command that fetches files of kind ``key`` (``None`` when only a manual download exists)."""
+    kind = DOWNLOAD_KINDS.get(key)
+    return f"python -m pasl download {kind}" if kind else None
+
+
+def _or_run(key: str) -> str:
+    command = download_command(key)
+    return f", or run `{command}`" if command else ""
+
+
 def where_to_get(key: str) -> str:
     """The sentence every 'file missing' message ends with."""
     item = entry(key)
-    return f"Put it in {WEIGHT_FOLDERS}; get it from {item.source} (licence: {item.licence})."
+    return f"Put it in {WEIGHT_FOLDERS}; get it from {item.source} (licence: {item.licence}){_or_run(key)}."
 
 
 def comfyui_root(package: Path | None = None) -> Path | None:
@@ -375,7 +391,7 @@ class RunFiles:
 
 def _advice(key: str, destination: Path) -> str:
     item = entry(key)
-    return f"put it in {destination}; get it from {item.source} (licence: {item.licence})"
+    return f"put it in {destination}; get it from {item.source} (licence: {item.licence}){_or_run(key)}"
 
 
 def _given(path: str | Path | None) -> Path | None:

@@ -1,6 +1,7 @@
 """``python -m pasl doctor``: which weights were found, which are missing, which backends work.
 
-Only looks: it opens no weight file and downloads nothing, so it is safe to run anywhere.
+Only looks: it opens no weight file and downloads nothing, so it is safe to run anywhere; where a
+file is missing it names the ``python -m pasl download`` command that fetches it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .catalog import CATALOG, find, search_folders
+from .catalog import CATALOG, download_command, find, model_folder, search_folders
 
 
 def _has_module(name: str) -> bool:
@@ -37,14 +38,16 @@ def diagnose(folders: list[str | Path] | None = None) -> dict:
     searched = search_folders(folders)
     files = {item.key: [str(p) for p in find(item.key, searched)] for item in CATALOG}
     missing = [
-        {"file": " or ".join(item.patterns), "purpose": item.purpose, "get_it_from": item.source, "licence": item.licence}
+        {"file": " or ".join(item.patterns), "purpose": item.purpose, "get_it_from": item.source, "licence": item.licence,
+         "download": download_command(item.key)}
         for item in CATALOG
         if item.required and not files[item.key]
     ]
     from .pae import PAIR_KINDS, find_pae_files
 
     pae = sorted(find_pae_files(searched), key=PAIR_KINDS.index)
-    return {"searched": [str(p) for p in searched], "found": files, "missing": missing, "pae_pairs": pae, "backends": backends(searched)}
+    return {"searched": [str(p) for p in searched], "found": files, "missing": missing, "pae_pairs": pae,
+            "download_folder": str(model_folder()), "backends": backends(searched)}
 
 
 def format_report(report: dict) -> str:
@@ -60,9 +63,13 @@ def format_report(report: dict) -> str:
 
         absent = ", ".join(k for k in PAIR_KINDS if k not in pairs)
         lines.append(f"  PAE: {len(pairs)} of 6 pair networks found (missing {absent}); identity scores need all six, "
-                     "each in its POE/<pair> folder, or an ArcFace IR-50")
+                     f"each in its POE/<pair> folder (`{download_command('pae')}`), or an ArcFace IR-50")
     for gap in report["missing"]:
-        lines.append(f"  get {gap['file']} from {gap['get_it_from']} ({gap['licence']})")
+        command = f", or run `{gap['download']}`" if gap.get("download") else ""
+        lines.append(f"  get {gap['file']} from {gap['get_it_from']} ({gap['licence']}){command}")
+    if report["missing"]:
+        lines.append(f"  every file at once: `python -m pasl download all` (into {report.get('download_folder', 'the model folder')}, "
+                     "or --to DIR; FLAME asks for your own flame.is.tue.mpg.de login)")
     lines.append("backends:")
     lines += [f"  {name}: {value if value is not False else 'not available'}" for name, value in report["backends"].items()]
     return "\n".join(lines)

@@ -189,3 +189,84 @@ def _reenact_video(reenactor: Reenactor, face: SourceFace, driving: Path, out: P
             writer.abort()
             raise
         writer.close()
+
+
+# ---------------------------------------------------------------- a portrait posed by edits (no driver)
+
+
+def _photo(path: Path) -> torch.Tensor:
+    return torch.from_numpy(read_rgb(path)).permute(2, 0, 1).float().div(255)
+
+
+def _posed_images(face: SourceFace, photo: torch.Tensor, posed, paste: bool, options) -> np.ndarray:
+    from .portrait import paste_posed
+
+    if not paste:
+        return to_uint8_hwc(posed.faces, options.output_rounding)
+    frames, _ = paste_posed(photo, face.alignment.frame_from_crop[0], face.alignment.landmarks_crop[0], posed,
+                            erode=options.erode, blur=options.blur, forehead=options.forehead, color_match=options.color_match)
+    return to_uint8_hwc(frames, options.output_rounding)
+
+
+def edit_file(reenactor: Reenactor, source: str | Path, out: str | Path, edit, stage: Callable[[str], None] | None = None) -> SourceFace:
+    """The source photo with its head and expression edited (:class:`pasl.edit.HeadEdit`) into ``out``:
+    the whole photo with the edited face pasted back, or the 256 crop without paste-back."""
+    from .edit import ExpressionControls, edit_codes
+    from .portrait import pose_source
+
+    source, out = Path(source), Path(out)
+    if stage:
+        stage("encoding source")
+    face = encode_source_file(reenactor, source)
+    models = reenactor.models
+    controls = ExpressionControls.from_flame(models.flame) if edit.controls else None
+    if stage:
+        stage("editing")
+    codes = edit_codes(face.shape.codes, edit, controls, models.flame)
+    posed = pose_source(models, face.style, face.shape, codes, batch_size=1)
+    image = _posed_images(face, _photo(source), posed, reenactor.options.paste_back, reenactor.options)[0]
+    with atomic_output(out) as temporary:
+        Image.fromarray(image).save(temporary, format=Image.registered_extensions().get(out.suffix.lower()))
+    return face
+
+
+def animate_file(
+    reenactor: Reenactor,
+    source: str | Path,
+    out: str | Path,
+    keyframes,
+    frames: int,
+    fps: float = 25.0,
+    easing: str = "ease-in-out",
+    chunk_size: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+    stage: Callable[[str], None] | None = None,
+) -> int:
+    """The source photo animated along ``keyframes`` (:func:`pasl.keyframes.animate_codes`) into the video ``out``,
+    ``chunk_size`` frames at a time (memory stays flat). Returns the number of frames written."""
+    from .edit import ExpressionControls
+    from .keyframes import animate_codes
+    from .portrait import pose_source
+
+    source, out = Path(source), Path(out)
+    if stage:
+        stage("encoding source")
+    face = encode_source_file(reenactor, source)
+    models, options = reenactor.models, reenactor.options
+    controls = ExpressionControls.from_flame(models.flame) if any(k.edit.controls for k in keyframes) else None
+    codes = animate_codes(face.shape.codes, keyframes, frames, easing, controls, models.flame)
+    photo = _photo(source)
+    with atomic_output(out) as temporary:
+        writer = VideoWriter(temporary, fps)
+        try:
+            for start in range(0, frames, chunk_size):
+                part = codes[start : start + chunk_size]
+                posed = pose_source(models, face.style, face.shape, part, batch_size=options.batch_size)
+                writer.write(_posed_images(face, photo, posed, options.paste_back, options))
+                if progress:
+                    progress(min(start + chunk_size, frames), frames)
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+    return frames

@@ -17,6 +17,7 @@ import torch
 from .csg.codes import FlameCodes, recompose
 from .csg.crop import deca_crop, deca_crop_transform
 from .csg.cycle import CycleReport, cycle_check, refine_codes
+from .edit import MotionStrengths, transfer_motion
 from .geometry import ALIGNED_SIZE, NUM_LANDMARKS
 from .imageops import to_uint8
 from .pae import head_yaw_degrees
@@ -194,15 +195,31 @@ def render_conditioning(flame, faces: torch.Tensor, shapes: ShapeCodes, flatten:
             rows = index.to(device)
             depth[rows], landmark_maps[rows] = render_conditioning(flame, faces, with_face, flatten)
         return depth, landmark_maps
-    codes = shapes.codes.to(device=device, dtype=flame.v_template.dtype)
-    output = flame(codes.shape, codes.exp, codes.pose)
-    vertices = crop_to_image(orthographic_project(output.vertices, codes.cam), shapes.tform.to(device))
-    landmarks = crop_to_image(orthographic_project(output.landmarks2d, codes.cam)[..., :2], shapes.tform.to(device))
+    vertices, landmarks = _project(flame, shapes, with_vertices=True)
     return conditioning_maps(vertices, landmarks, faces.to(device), flatten=flatten)
 
 
+def _project(flame, shapes: ShapeCodes, with_vertices: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """FLAME posed by ``shapes`` and projected into the 256 crop: vertices (or None) and the 68 landmarks."""
+    device = flame.v_template.device
+    codes = shapes.codes.to(device=device, dtype=flame.v_template.dtype)
+    output = flame(codes.shape, codes.exp, codes.pose)
+    tform = shapes.tform.to(device)
+    vertices = crop_to_image(orthographic_project(output.vertices, codes.cam), tform) if with_vertices else None
+    return vertices, crop_to_image(orthographic_project(output.landmarks2d, codes.cam)[..., :2], tform)
+
+
+def face_points(flame, shapes: ShapeCodes) -> torch.Tensor:
+    """``(B, 68, 2)`` the 68 landmarks of the FLAME face ``shapes`` describes, in 256-crop pixels:
+    the points the landmark map draws (``x * 128 + 128`` of their NDC, as the official drawing
+    de-normalises them), e.g. for a paste-back mask around a face that was turned."""
+    ndc = _project(flame, shapes, with_vertices=False)[1]
+    return ndc * (ALIGNED_SIZE / 2) + ALIGNED_SIZE / 2
+
+
 def recompose_shapes(
-    models, source: ShapeCodes, driver: ShapeCodes, mode: str = "recompose", refine_steps: int = 0, check: bool = False
+    models, source: ShapeCodes, driver: ShapeCodes, mode: str = "recompose", refine_steps: int = 0, check: bool = False,
+    *, strengths: MotionStrengths | None = None, reference: FlameCodes | None = None,
 ) -> tuple[ShapeCodes, CycleReport | None]:
     """The CSG's recomposed shape, on the driver's crops; optionally refined and checked.
 
@@ -213,8 +230,17 @@ def recompose_shapes(
         mode: see :func:`pasl.csg.codes.recompose`.
         refine_steps: cycle-consistency refinement steps (0 = off).
         check: also return the per-frame cycle errors.
+        strengths, reference: motion transfer channel by channel (:func:`pasl.edit.transfer_motion`,
+            ``mode="recompose"`` only): per-channel strengths, and a driver frame's codes (batch 1) for
+            relative motion. Both None: the paper's code swap, bit for bit.
     """
-    shapes = driver.with_codes(recompose(source.codes, driver.codes, mode))
+    if strengths is None and reference is None:
+        codes = recompose(source.codes, driver.codes, mode)
+    elif mode != "recompose":
+        raise ValueError(f"motion strengths and relative motion need mode='recompose' (the source's own shape), got mode={mode!r}")
+    else:
+        codes = transfer_motion(source.codes, driver.codes, reference, strengths)
+    shapes = driver.with_codes(codes)
     if refine_steps > 0:
         shapes = shapes.with_codes(refine_codes(shapes.codes, models.shape_encoder, models.flame, models.faces, refine_steps))
     report = cycle_check(shapes.codes, models.shape_encoder, models.flame, models.faces) if check else None

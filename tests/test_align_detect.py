@@ -164,3 +164,47 @@ class TestDetectorErrors:
         with pytest.raises(TypeError, match="select must be"):
             select_face([face], 1.5, (10, 10))
         assert select_face([], "largest", (10, 10)) is None
+
+
+class TestLandmarksInBoxes:
+    """The landmark-only half of a detector: what tracking and a cheap second pass run."""
+
+    def test_box_iou_by_hand(self):
+        from pasl.align.detect import box_iou
+
+        a = torch.tensor([[0.0, 0.0, 4.0, 4.0]])
+        b = torch.tensor([[2.0, 2.0, 6.0, 6.0], [0.0, 0.0, 4.0, 4.0], [10.0, 10.0, 11.0, 11.0]])
+        assert torch.allclose(box_iou(a, b), torch.tensor([[4.0 / 28.0, 1.0, 0.0]]))
+
+    def test_fallback_matches_detections_by_overlap(self):
+        from pasl.align.detect import Detector
+        from pasl.align.types import Face
+
+        class Two(Detector):
+            name = "two"
+
+            def detect(self, image):
+                return [Face(torch.tensor([0.0, 0, 10, 10]), 1.0, torch.ones(68, 2)),
+                        Face(torch.tensor([20.0, 0, 30, 10]), 0.5, torch.full((68, 2), 2.0))]
+
+        image = np.zeros((40, 40, 3), np.uint8)
+        out = Two().landmarks_in_boxes(image, torch.tensor([[21.0, 1, 31, 11], [0.0, 1, 9, 10], [35.0, 35, 39, 39]]))
+        assert out.shape == (3, 68, 2)
+        assert (out[0] == 2).all() and (out[1] == 1).all() and out[2].isnan().all()
+
+    def test_default_box_is_the_landmarks_extent(self):
+        from pasl.align.detect import Detector
+
+        class Plain(Detector):
+            def detect(self, image):
+                return []
+
+        points = torch.rand(2, 68, 2) * 50
+        box = Plain().box_from_landmarks(points)
+        assert torch.equal(box[:, :2], points.amin(1)) and torch.equal(box[:, 2:], points.amax(1))
+
+    def test_dlib_predictor_in_detected_box_repeats_detect(self, hog):
+        image = _image("photos/facerec_obama.jpg")
+        faces = hog.detect(image)
+        again = hog.landmarks_in_boxes(image, torch.stack([f.box for f in faces]))
+        assert torch.equal(again, torch.stack([f.landmarks for f in faces]))

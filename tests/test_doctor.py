@@ -93,3 +93,18 @@ def test_report_lists_the_searched_folders_in_order(tmp_path):
     lines = text.splitlines()
     start = lines.index("searched, in this order (--weights-dir, $PASL_WEIGHTS, then the default folders):")
     assert lines[start + 1:start + 3] == [f"  {tmp_path}", f"  {tmp_path / 'absent'}  (does not exist)"]
+
+
+def test_missing_files_name_the_download_command(tmp_path, monkeypatch):
+    from pasl.catalog import download_command
+    from pasl.doctor import format_report
+
+    monkeypatch.setattr("pasl.doctor.model_folder", lambda: tmp_path / "models")
+    report = diagnose([tmp_path])
+    assert {m["purpose"]: m["download"] for m in report["missing"] if m["purpose"].startswith("CSG")} == {
+        "CSG shape encoder (DECA E_flame)": "python -m pasl download deca"}
+    text = format_report(report)
+    assert ", or run `python -m pasl download flame`" in text and ", or run `python -m pasl download deca`" in text
+    assert f"every file at once: `python -m pasl download all` (into {tmp_path / 'models'}, or --to DIR;" in text
+    assert "python -m pasl download aeg" in where_to_get("aeg") and download_command("arcface") is None
+    assert "pasl download" not in where_to_get("arcface")  # no command for a file it cannot fetch

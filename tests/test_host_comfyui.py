@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from host_harness import PACK_NAME, REPO, ComfyServer, RunResult, comfyui_dirs, load_json, pack_node_ids, require_host, ui_to_api
+from host_harness import PACK_NAME, ComfyServer, RunResult, comfyui_dirs, load_json, pack_node_ids, require_host, ui_to_api
 from pae_synthetic import link_pae_files
 from pipeline_synthetic import weights_folder
 from shared_assets import skip_or_fail
@@ -40,6 +40,8 @@ CONTRACT = {
     "PASLPasteBack": ("PASL Paste Back", ["IMAGE", "MASK"]),
     "PASLReenact": ("PASL Reenact", ["IMAGE", "IMAGE", "MASK", "STRING"]),
     "PASLIdentityScore": ("PASL Identity Score", ["FLOAT", "STRING"]),
+    "PASLShapeEdit": ("PASL Shape Edit", ["PASL_SHAPE", "IMAGE", "MASK"]),
+    "PASLAnimatePortrait": ("PASL Animate Portrait", ["IMAGE", "IMAGE", "STRING"]),
 }
 """node id -> (display name, output types) the workflows and users rely on."""
 LOADER, GENERATE, SAVE = "1", "6", "7"
@@ -142,6 +144,13 @@ class TestRegistration:
         assert info["display_name"] == display_name
         assert info["output"] == outputs
         assert info["category"].startswith("PASL")
+
+    @pytest.mark.parametrize("node_id", sorted(CONTRACT))
+    def test_every_input_reaches_the_frontend_with_a_tooltip(self, host, node_id):
+        sections = host.object_info[node_id]["input"]
+        inputs = {name: spec for section in ("required", "optional") for name, spec in sections.get(section, {}).items()}
+        missing = [name for name, spec in inputs.items() if len(spec) < 2 or len(spec[1].get("tooltip") or "") < 10]
+        assert inputs and not missing, f"{node_id}: no tooltip for {missing}"
 
     def test_loader_lists_the_model_folder(self, host):
         required = host.object_info["PASLLoadModels"]["input"]["required"]
@@ -264,7 +273,9 @@ WORKFLOW_NAMES = sorted(p.name[: -len("_api.json")] for p in (Path(__file__).res
 @pytest.mark.parametrize("name", WORKFLOW_NAMES)
 class TestUIWorkflows:
     def test_is_a_frontend_save_with_a_note_and_a_thumbnail(self, name):
-        workflow = load_json(REPO / "workflows" / f"pasl_{name}.json")
+        from workflow_builder import ui_path
+
+        workflow = load_json(ui_path(name))
         assert workflow["version"] == 0.4
         notes = [n for n in workflow["nodes"] if n["type"] == "Note"]
         assert len(notes) == 1 and len(notes[0]["widgets_values"][0]) > 80
@@ -277,13 +288,13 @@ class TestUIWorkflows:
             target_input = by_id[target]["inputs"][target_slot]
             assert target_input["link"] == link_id and kind == by_id[origin]["outputs"][origin_slot]["type"]
             assert target_input["type"] in (kind, "*")  # "*": an input that takes any type (core PreviewAny)
-        with Image.open(REPO / "workflows" / f"pasl_{name}.jpg") as thumbnail:
+        with Image.open(ui_path(name, ".jpg")) as thumbnail:
             assert thumbnail.size == (640, 360)
 
     def test_converts_to_the_api_twin(self, host, name):
-        from workflow_builder import FOREIGN_OBJECT_INFO
+        from workflow_builder import FOREIGN_OBJECT_INFO, ui_path
 
-        converted = ui_to_api(load_json(REPO / "workflows" / f"pasl_{name}.json"), {**FOREIGN_OBJECT_INFO, **host.object_info})
+        converted = ui_to_api(load_json(ui_path(name)), {**FOREIGN_OBJECT_INFO, **host.object_info})
         expected = load_json(Path(__file__).resolve().parent / "workflows" / f"{name}_api.json")
         strip = lambda prompt: {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in prompt.items()}  # noqa: E731
         assert strip(converted) == strip(expected)
@@ -347,3 +358,24 @@ class TestExampleWorkflows:
         if "FaceRestoreCFWithModel" not in faces.object_info:
             pytest.skip("the facerestore_cf pack is not installed in this host (the workflow documents it)")
         _run_example(faces, "face_restore")
+
+    def test_head_editor_turns_the_portraits_face(self, faces):
+        _run_example(faces, "head_editor")
+        (result,) = sorted((faces.base / "output" / "pasl").glob("edited_*"))
+        source = np.asarray(Image.open(faces.base / "input" / "face_source.png").convert("RGB")).astype(int)
+        pixels = np.asarray(Image.open(result)).astype(int)
+        assert pixels.shape == source.shape
+        changed = np.abs(pixels - source).max(-1) > 1
+        assert 0.01 < changed.mean() < 0.6 and not changed[0, 0]
+
+    def test_animate_portrait_makes_a_video_of_the_photo(self, faces):
+        from pasl.video import probe, read_video
+
+        for old in (faces.base / "output" / "pasl").glob("animated_*"):
+            old.unlink()
+        _run_example(faces, "animate_portrait")
+        (video,) = sorted((faces.base / "output" / "pasl").glob("animated_*"))
+        info, frames = probe(video), read_video(video)
+        source = Image.open(faces.base / "input" / "face_source.png")
+        assert frames.shape[0] == 9 and (info.width, info.height) == source.size
+        assert np.abs(frames[0].astype(int) - frames[4].astype(int)).max() > 10  # the head turned

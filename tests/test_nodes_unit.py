@@ -1,4 +1,4 @@
-"""The nine node adapters in a small ComfyUI double (``tests/host_double``), without ComfyUI.
+"""The node adapters in a small ComfyUI double (``tests/host_double``), without ComfyUI.
 
 The pack is imported as a package the way ComfyUI 0.3.75 imports ``custom_nodes/<name>``, its
 extension lists the nodes, and each node runs through ``double_execution.run_node``: a locked
@@ -105,7 +105,7 @@ def host(tmp_path_factory, pae_folder) -> Host:
             return scripted
 
         with pytest.MonkeyPatch.context() as patch:
-            for module in ("align", "reenact", "host"):  # host.crop_detector serves Shape Recompose and Encode
+            for module in ("align", "reenact", "animate", "host"):  # host.crop_detector serves Shape Recompose, Edit and Encode
                 patch.setattr(sys.modules[f"{PACK}.nodes.{module}"], "detector", detector)
             yield Host(nodes, base, sys.modules[PACK], io, double_execution.run_node, double_execution.validate,
                        double_execution.fingerprint, mm, comfy.utils, folder_paths, backends, scripted)
@@ -199,7 +199,7 @@ def _library_models(models):
 
 # ----------------------------------------------------------------------------------------- registration
 class TestRegistration:
-    def test_extension_returns_the_nine_nodes_from_the_package(self, host):
+    def test_extension_returns_every_node_from_the_package(self, host):
         assert sorted(host.nodes) == sorted(CONTRACT)
         for node_id, cls in host.nodes.items():
             assert issubclass(cls, host.io.ComfyNode), node_id
@@ -214,6 +214,13 @@ class TestRegistration:
         assert schema.display_name == display_name
         assert [o.get_io_type() for o in schema.outputs] == outputs
         assert schema.category.startswith("PASL") and len(schema.description) > 20
+
+    @pytest.mark.parametrize("node_id", sorted(CONTRACT))
+    def test_every_input_has_a_tooltip(self, host, node_id):
+        """The frontend shows an input's tooltip on hover: the only help a user sees without the README."""
+        inputs = host.node(node_id).define_schema().inputs
+        missing = [item.id for item in inputs if len((item.tooltip or "").strip()) < 10]
+        assert inputs and not missing, f"{node_id}: inputs without a tooltip: {missing}"
 
 
 # ----------------------------------------------------------------------------------------- Load Models
@@ -365,6 +372,25 @@ class TestShape:
                        mode="recompose", cycle_check=True, refine_steps=0)
         assert run[1].startswith("cycle error: shape ") and run[1].endswith("(mean of 2 frames)")
 
+    def test_relative_motion_with_strengths(self, host, models, source_aligned, aligned, shapes):
+        from pasl.edit import MotionStrengths, transfer_motion
+
+        run = host.run(host.node("PASLShapeRecompose"), models=models[0], source_align=source_aligned[1], driver_align=aligned[1],
+                       mode="recompose", cycle_check=False, refine_steps=0, motion="relative", expression_strength=0.5,
+                       camera_strength=0.0)
+        relative, driver = run[0].codes, shapes[0].codes  # the absolute result carries the driver's pose, expression, camera
+        source = host.run(host.node("PASLShapeEdit"), models=models[0], source_align=source_aligned[1], **EDIT_DEFAULTS)[0].codes
+        expected = transfer_motion(source, driver, driver.index(0), MotionStrengths(expression=0.5, camera=0.0))
+        for name in ("shape", "pose", "exp", "cam"):
+            assert torch.allclose(getattr(relative, name), getattr(expected, name), atol=1e-5), name
+        assert torch.equal(relative.cam, source.cam.expand(3, 3)) and torch.allclose(relative.exp[0], source.exp[0], atol=1e-6)
+
+    def test_strengths_need_recompose(self, host):
+        node = host.node("PASLShapeRecompose")
+        assert node.validate_inputs(mode="reference", motion="relative").startswith("PASL Shape Recompose: relative")
+        assert node.validate_inputs(mode="recompose", motion="relative") is True
+        assert node.validate_inputs(mode="reference", head_strength=1.0) is True
+
     def test_render_gives_depth_and_binary_landmarks(self, maps):
         depth, landmarks = maps.outputs
         for image in (depth, landmarks):
@@ -374,6 +400,52 @@ class TestShape:
         assert float(depth[DARK].max()) == 0.0 and float(landmarks[DARK].max()) == 0.0  # no face, nothing drawn
         assert all(float(depth[i].max()) > 0.5 for i in (0, 2))  # a head in front of the background
         assert float((depth > 0).float().mean()) > 0.05
+
+
+EDIT_DEFAULTS = dict(angles="add", yaw=0.0, pitch=0.0, roll=0.0, jaw=0.0, expression=1.0, smile=0.0, mouth_open=0.0,
+                     brows_up=0.0, brows_frown=0.0, eyes_closed=0.0)
+
+
+class TestShapeEdit:
+    def test_set_yaw_on_the_photos_own_shape(self, host, models, source_aligned):
+        from pasl.edit import head_angles
+
+        run = host.run(host.node("PASLShapeEdit"), models=models[0], source_align=source_aligned[1], **(EDIT_DEFAULTS | dict(
+            angles="set", yaw=75.0, pitch=0.0, roll=0.0, jaw=12.0, smile=0.5)))
+        shape, preview, mask = run.outputs
+        assert shape.batch_size == 1 and abs(float(head_angles(shape.codes)[0, 0]) - 75.0) < 1e-3
+        assert preview.shape == (1, 256, 256, 3) and mask.shape == (1, 256, 256)
+        assert float(mask.max()) > 0.9 and float(mask.mean()) > 0.05
+        assert run.ui is not None and torch.equal(run.ui.image, preview)  # shown on the node
+
+    def test_zero_offsets_keep_the_codes_and_the_faceless_frame(self, host, models, shapes):
+        run = host.run(host.node("PASLShapeEdit"), models=models[0], shape=shapes[0], **EDIT_DEFAULTS)
+        edited, _, mask = run.outputs
+        for name in ("shape", "exp", "pose", "cam"):
+            assert torch.equal(getattr(edited.codes, name), getattr(shapes[0].codes, name)), name
+        assert float(mask[DARK].max()) == 0.0 and edited.face_mask.tolist() == shapes[0].face_mask.tolist()
+
+    def test_needs_an_input_and_a_valid_jaw(self, host, models):
+        with pytest.raises(ValueError, match="connect source_align"):
+            host.run(host.node("PASLShapeEdit"), models=models[0], **EDIT_DEFAULTS)
+        node = host.node("PASLShapeEdit")
+        assert "jaw" in node.validate_inputs(angles="set", jaw=-5.0) and node.validate_inputs(angles="add", jaw=-5.0) is True
+
+
+class TestAnimatePortrait:
+    def test_frames_turn_and_come_back(self, host, models):
+        photo = _frames(1, 300, 300, seed=1)
+        run = host.run(host.node("PASLAnimatePortrait"), models=models[0], source=photo, keyframes="0: yaw=0\n3: yaw=70\n6: yaw=0",
+                       frames=0, easing="linear", backend="auto", paste_back=True, color_match=0.0, source_is_crop=False)
+        images, faces, report = run.outputs
+        assert images.shape == (7, 300, 300, 3) and faces.shape == (7, 256, 256, 3)
+        assert torch.allclose(faces[0], faces[6], atol=1e-5) and float((faces[0] - faces[3]).abs().max()) > 0.05
+        assert float((images[:, 0, 0] - photo[0, 0, 0]).abs().max()) == 0.0  # the photo's corner is untouched
+        assert report.startswith("7 frames from 3 keyframes") and run.progress[-1] == (7, 7)
+
+    def test_bad_keyframes_fail_validation(self, host):
+        message = host.node("PASLAnimatePortrait").validate_inputs(keyframes="0: nose=1")
+        assert isinstance(message, str) and "unknown field" in message
 
 
 # ----------------------------------------------------------------------------------------- Generate

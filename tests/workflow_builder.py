@@ -1,14 +1,19 @@
 """Build the UI-format example workflows (and their thumbnails) from the API-format twins.
 
 The API twins in ``tests/workflows/*_api.json`` are the source of truth (they are what the
-host tests run); this turns each into what ComfyUI's frontend saves, laid out in columns,
-with a Note explaining it, into ``workflows/<name>.json`` + a ``.jpg`` thumbnail drawn from
-the graph. Run it against the real host (it reads ``/object_info`` for socket types and
-widget order)::
+host tests run); this turns each into what ComfyUI's frontend saves, laid out by
+``workflow_layout`` (nodes in titled groups by stage, sized as the frontend draws them), with a
+Note explaining it, into ``workflows/<template name>.json`` + a ``.jpg`` thumbnail drawn from the
+graph. ComfyUI lists the files of a pack's ``workflows/`` folder as templates and shows the file
+name as the card's title (frontend 1.32: no title or description field for a pack's templates), so
+the files have readable names (:data:`TEMPLATE_NAMES`). Run it against the real host (it reads
+``/object_info`` for socket types and widget order)::
 
     python tests/workflow_builder.py        # needs the host: .ci/build_host python
 
-The tests check the other direction: every UI workflow converts back to its twin.
+The tests check the other direction: every UI workflow converts back to its twin
+(``test_host_comfyui.py``), and nothing overlaps (``test_workflow_layout.py``; in the real frontend:
+``tests/frontend_check.py``).
 """
 
 from __future__ import annotations
@@ -19,11 +24,28 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageColor, ImageDraw
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+
+TEMPLATE_NAMES = {
+    "photo_to_photo": "PASL photo to photo",
+    "photo_to_video": "PASL photo to video",
+    "upscale_faces": "PASL with an upscaler",
+    "face_restore": "PASL with CodeFormer",
+    "generate_from_maps": "PASL generate from maps",
+    "head_editor": "PASL head editor",
+    "animate_portrait": "PASL animate a portrait",
+}
+"""File name (without .json/.jpg) of each twin's UI workflow: the title of its template card in ComfyUI."""
+
+
+def ui_path(name: str, suffix: str = ".json") -> Path:
+    """``workflows/<template name><suffix>`` of the API twin ``tests/workflows/<name>_api.json``."""
+    return REPO / "workflows" / f"{TEMPLATE_NAMES[name]}{suffix}"
+
 
 NOTES = {
     "photo_to_photo": (
@@ -53,6 +75,17 @@ NOTES = {
         "PASL Generate on its own: a source face crop plus your own depth map and landmark drawing "
         "(e.g. edited outputs of PASL Shape Render). Weights go in ComfyUI/models/pasl/."
     ),
+    "head_editor": (
+        "Turn a portrait's head (to full profile), open the jaw, change the expression: no driver needed.\n\n"
+        "PASL Shape Edit reads the photo's 3D face and edits it (angles = set: these are the head's angles; add: turn "
+        "by them); its preview shows the edited shape. Generate paints the source's face on it; Paste Back blends it "
+        "into the photo with Shape Edit's mask (mask_space = crop), which also covers where the old face was."
+    ),
+    "animate_portrait": (
+        "Animate one portrait along keyframes, no driving video: one keyframe per line, 'FRAME: yaw=.., pitch=.., "
+        "roll=.., jaw=.., expression=.., smile=..' (degrees; fields left out keep the photo's). The head moves along "
+        "the shortest arc between keyframes; Create Video sets the frame rate."
+    ),
 }
 
 FOREIGN_OBJECT_INFO = {
@@ -74,7 +107,6 @@ FOREIGN_OBJECT_INFO = {
         "output_name": ["IMAGE"],
     },
 }
-COLUMN_WIDTH, ROW_HEIGHT = 360, 190
 
 
 def _depths(api: dict) -> dict[str, int]:
@@ -95,9 +127,10 @@ def _depths(api: dict) -> dict[str, int]:
 def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
     """The frontend "Save" form of an API prompt (version 0.4)."""
     from host_harness import widget_inputs
+    from workflow_layout import layout
 
     depth = _depths(api)
-    rows: dict[int, int] = {}
+    placed = layout(api, object_info, note)
     nodes, links = [], []
     outputs: dict[tuple[str, int], list[int]] = {}
     for node_id in sorted(api, key=lambda k: (depth[k], int(k))):
@@ -129,14 +162,12 @@ def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
         values = [spec["inputs"][n] for n in widgets if not isinstance(spec["inputs"].get(n), list)]
         if spec["class_type"] == "LoadImage":
             values.append("image")  # the upload button's stored value
-        row = rows.get(depth[node_id], 0)
-        rows[depth[node_id]] = row + 1
         nodes.append(
             {
                 "id": int(node_id),
                 "type": spec["class_type"],
-                "pos": [40 + COLUMN_WIDTH * depth[node_id], 140 + ROW_HEIGHT * row],
-                "size": [320, 60 + 26 * (len(inputs) + 1)],
+                "pos": list(placed.positions[node_id]),
+                "size": list(placed.sizes[node_id]),
                 "flags": {},
                 "order": len(nodes),
                 "mode": 0,
@@ -155,8 +186,8 @@ def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
         {
             "id": note_id,
             "type": "Note",
-            "pos": [40, -60],
-            "size": [700, 170],
+            "pos": list(placed.note[0]),
+            "size": list(placed.note[1]),
             "flags": {},
             "order": len(nodes),
             "mode": 0,
@@ -174,7 +205,7 @@ def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
         "last_link_id": len(links),
         "nodes": nodes,
         "links": links,
-        "groups": [],
+        "groups": placed.groups,
         "config": {},
         "extra": {"ds": {"scale": 0.75, "offset": [0, 0]}},
         "version": 0.4,
@@ -182,24 +213,31 @@ def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
 
 
 def thumbnail(ui: dict, path: Path, size: tuple[int, int] = (640, 360)) -> None:
-    """A screenshot-style picture of the graph: dark canvas, node boxes, wires."""
-    xs = [n["pos"][0] for n in ui["nodes"]] + [n["pos"][0] + n["size"][0] for n in ui["nodes"]]
-    ys = [n["pos"][1] for n in ui["nodes"]] + [n["pos"][1] + n["size"][1] for n in ui["nodes"]]
-    scale = min((size[0] - 20) / (max(xs) - min(xs)), (size[1] - 20) / (max(ys) - min(ys)))
-    at = lambda x, y: (10 + (x - min(xs)) * scale, 10 + (y - min(ys)) * scale)  # noqa: E731
+    """A screenshot-style picture of the graph: dark canvas, the stage groups, node boxes, wires."""
+    from workflow_layout import node_rect
+
+    boxes = [node_rect(n) for n in ui["nodes"]] + [tuple(g["bounding"]) for g in ui["groups"]]
+    left, top = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    right, bottom = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+    scale = min((size[0] - 20) / (right - left), (size[1] - 20) / (bottom - top))
+    at = lambda x, y: (10 + (x - left) * scale, 10 + (y - top) * scale)  # noqa: E731
     image = Image.new("RGB", size, (32, 32, 36))
     draw = ImageDraw.Draw(image)
+    for group in ui["groups"]:
+        x, y, w, h = group["bounding"]
+        color = ImageColor.getrgb(group["color"])
+        draw.rectangle([at(x, y), at(x + w, y + h)], fill=tuple(c // 4 + 24 for c in color), outline=color)
+        draw.text(at(x + 8, y + 6), group["title"], fill=(235, 235, 235))
     by_id = {n["id"]: n for n in ui["nodes"]}
     for _, origin, _, target, _, _ in ui["links"]:
         a, b = by_id[origin], by_id[target]
-        draw.line([at(a["pos"][0] + a["size"][0], a["pos"][1] + 30), at(b["pos"][0], b["pos"][1] + 30)], fill=(120, 170, 220), width=2)
+        draw.line([at(a["pos"][0] + a["size"][0], a["pos"][1] + 10), at(b["pos"][0], b["pos"][1] + 10)], fill=(120, 170, 220), width=1)
     for node in ui["nodes"]:
-        x0, y0 = at(*node["pos"])
-        x1, y1 = at(node["pos"][0] + node["size"][0], node["pos"][1] + node["size"][1])
+        x, y, w, h = node_rect(node)
         pasl = node["type"].startswith("PASL")
-        draw.rounded_rectangle([x0, y0, x1, y1], radius=4, fill=(58, 52, 84) if pasl else (53, 53, 58), outline=(90, 90, 100))
-        draw.rectangle([x0, y0, x1, y0 + 12], fill=(92, 72, 150) if pasl else (70, 70, 78))
-        draw.text((x0 + 3, y0 + 1), (node.get("title") or node["type"])[:34], fill=(235, 235, 235))
+        draw.rounded_rectangle([at(x, y), at(x + w, y + h)], radius=3, fill=(58, 52, 84) if pasl else (53, 53, 58), outline=(90, 90, 100))
+        x0, y0 = at(x, y)
+        draw.text((x0 + 3, y0 + 1), (node.get("title") or node["type"])[: max(4, int(w * scale / 6))], fill=(235, 235, 235))
     image.save(path, quality=90)
 
 
@@ -216,9 +254,13 @@ def main() -> int:
     for twin in sorted((HERE / "workflows").glob("*_api.json")):
         name = twin.name[: -len("_api.json")]
         ui = api_to_ui(json.loads(twin.read_text()), object_info, NOTES[name])
-        (REPO / "workflows" / f"pasl_{name}.json").write_text(json.dumps(ui, indent=1) + "\n")
-        thumbnail(ui, REPO / "workflows" / f"pasl_{name}.jpg")
-        print("wrote", f"workflows/pasl_{name}.json")
+        ui_path(name).write_text(json.dumps(ui, indent=1) + "\n")
+        thumbnail(ui, ui_path(name, ".jpg"))
+        print("wrote", ui_path(name).relative_to(REPO))
+    expected = {ui_path(name, suffix) for name in TEMPLATE_NAMES for suffix in (".json", ".jpg")}
+    for stale in sorted({*(REPO / "workflows").glob("*.json"), *(REPO / "workflows").glob("*.jpg")} - expected):
+        stale.unlink()  # a template that was renamed or removed: ComfyUI would still list it
+        print("removed", stale.relative_to(REPO))
     return 0
 
 

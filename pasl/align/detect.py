@@ -95,6 +95,34 @@ class Detector(ABC):
         """:meth:`detect` on each image (backends may batch this)."""
         return [self.detect(image) for image in images]
 
+    def landmarks_in_boxes(self, image: np.ndarray, boxes: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """68 landmarks ``(N, 68, 2)`` float32 for given face ``boxes`` ``(N, >=4)`` ``[x0, y0, x1, y1]``,
+        without running the face detector: the cheap half of :meth:`detect`, for tracking a face
+        from frame to frame and for a second landmark pass on a crop. Boxes are in this backend's
+        own convention (see :meth:`box_from_landmarks`).
+
+        Backends with a separate landmark stage override this; this fallback runs :meth:`detect`
+        and gives each box the landmarks of the detection that overlaps it most (NaN where none does).
+        """
+        wanted = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, torch.as_tensor(boxes).shape[-1])[:, :4]
+        out = torch.full((len(wanted), NUM_LANDMARKS, 2), float("nan"))
+        faces = self.detect(image)
+        if faces and len(wanted):
+            overlap = box_iou(wanted, torch.stack([f.box for f in faces]))
+            best, index = overlap.max(1)
+            for i in torch.nonzero(best > 0).flatten().tolist():
+                out[i] = faces[int(index[i])].landmarks
+        return out
+
+    def box_from_landmarks(self, landmarks: torch.Tensor) -> torch.Tensor:
+        """The box ``(N, 4)`` this backend's detector would give for faces with these ``(N, 68, 2)``
+        landmarks, so :meth:`landmarks_in_boxes` can run again without the detector (tracking).
+
+        This default is the landmarks' bounding box; backends whose landmark stage was trained on
+        boxes of another extent override it."""
+        points = torch.as_tensor(landmarks, dtype=torch.float32).reshape(-1, NUM_LANDMARKS, 2)
+        return torch.cat([points.amin(1), points.amax(1)], dim=1)
+
     def __call__(self, image: np.ndarray) -> list[Face]:
         return self.detect(image)
 
@@ -105,6 +133,21 @@ class Detector(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name})"
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Intersection over union ``(N, M)`` of ``[x0, y0, x1, y1]`` boxes ``a`` ``(N, 4)`` and ``b`` ``(M, 4)``.
+
+    Example:
+        >>> box_iou(torch.tensor([[0.0, 0, 2, 2]]), torch.tensor([[1.0, 0, 3, 2], [5.0, 5, 6, 6]]))
+        tensor([[0.3333, 0.0000]])
+    """
+    a, b = a[:, None, :4].float(), b[None, :, :4].float()
+    width = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
+    height = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(min=0)
+    inter = width * height
+    area = lambda x: (x[..., 2] - x[..., 0]).clamp(min=0) * (x[..., 3] - x[..., 1]).clamp(min=0)  # noqa: E731
+    return inter / (area(a) + area(b) - inter).clamp(min=1e-12)
 
 
 # ---------------------------------------------------------------- dlib
@@ -174,19 +217,29 @@ class DlibDetector(Detector):
             found = list(zip(rects, map(float, scores)))
         return [([r.left(), r.top(), r.right() + 1.0, r.bottom() + 1.0], s) for r, s in found]
 
+    def landmarks_in_boxes(self, image: np.ndarray, boxes: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The 68-point shape predictor in each ``[x0, y0, x1, y1]`` box (exclusive right/bottom), ~2 ms a face."""
+        image = _check_image(image)
+        boxes = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, torch.as_tensor(boxes).shape[-1])
+        out = torch.zeros(len(boxes), NUM_LANDMARKS, 2)
+        for i, (x0, y0, x1, y1) in enumerate(boxes[:, :4].tolist()):
+            rect = self._dlib.rectangle(round(x0), round(y0), round(x1) - 1, round(y1) - 1)
+            shape = self._predictor(image, rect)
+            out[i] = torch.tensor([(p.x, p.y) for p in shape.parts()], dtype=torch.float32)
+        return out
+
     def detect(self, image: np.ndarray) -> list[Face]:
         image = _check_image(image)
         factor = _shrink_factor(image, self.max_side)
         small = _shrink(image, factor)
         if min(small.shape[:2]) < DLIB_MIN_SIDE:
             return []
-        faces = []
-        for box, score in self._boxes(small):
-            box = [v / factor for v in box]
-            rect = self._dlib.rectangle(round(box[0]), round(box[1]), round(box[2]) - 1, round(box[3]) - 1)
-            shape = self._predictor(image, rect)
-            points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
-            faces.append(Face(torch.tensor(box, dtype=torch.float32), score, torch.from_numpy(points)))
+        found = [([v / factor for v in box], score) for box, score in self._boxes(small)]
+        if not found:
+            return []
+        boxes = torch.tensor([box for box, _ in found], dtype=torch.float32)
+        points = self.landmarks_in_boxes(image, boxes)
+        faces = [Face(boxes[i], score, points[i]) for i, (_, score) in enumerate(found)]
         faces.sort(key=lambda f: -f.score)
         return faces
 
@@ -274,6 +327,10 @@ class FanDetector(Detector):
             kept = kept.copy()
             kept[:, :4] /= np.float32(factor)
         return kept
+
+    def landmarks_in_boxes(self, image: np.ndarray, boxes: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """FAN on S3FD-style boxes, without S3FD (see :meth:`landmarks`)."""
+        return self.landmarks(image, torch.as_tensor(boxes, dtype=torch.float32).numpy())
 
     @torch.inference_mode()
     def landmarks(self, image: np.ndarray, boxes: np.ndarray) -> torch.Tensor:

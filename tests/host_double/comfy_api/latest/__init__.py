@@ -1,10 +1,11 @@
-"""``comfy_api.latest`` of ComfyUI 0.3.75: ``ComfyExtension`` and the ``io`` module."""
+"""``comfy_api.latest`` of ComfyUI 0.3.75: ``ComfyExtension`` and the ``io`` and ``ui`` modules."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
 from . import _io as io
+from . import _ui as ui
 
 
 class ComfyExtension(ABC):
@@ -18,4 +19,4 @@ class ComfyExtension(ABC):
         """The node classes of the extension."""
 
 
-__all__ = ["ComfyExtension", "io"]
+__all__ = ["ComfyExtension", "io", "ui"]

@@ -1,0 +1,58 @@
+"""Is a downloaded file the weight file it should be? Its checksum where one is known, then a strict load.
+
+Each kind is opened by the project's own loader, exactly as a run opens it (pickles with
+``weights_only=True``, FLAME's chumpy pickle through the allow-listed unpickler, every network
+with strict keys), so a file that passes here loads later; a truncated download, an HTML page
+saved under a weight's name or another checkpoint fails here and is not kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import WeightFileError
+from .transfer import sha256_of
+
+
+def check_digest(path: Path, expected: str | None) -> str:
+    """The file's sha256; :class:`WeightFileError` when it does not start with ``expected``."""
+    digest = sha256_of(path)
+    if expected and not digest.startswith(expected):
+        raise WeightFileError(f"its sha256 is {digest[:12]}…, expected {expected[:12]}…")
+    return digest
+
+
+def strict_load(key: str, path: Path, name: str | None = None) -> None:
+    """Load ``path`` (the file ``name`` once in place) as catalogue kind ``key`` with the loader a run uses;
+    raise what that loader raises."""
+    if key == "aeg":
+        from ..aeg_files import load_aeg
+
+        load_aeg(path)
+    elif key == "deca":
+        from ..csg.encoder import load_shape_encoder
+
+        load_shape_encoder(path)
+    elif key == "flame":
+        from ..flame_files import _read_generic_model  # the generic_model.pkl half of read_flame_arrays
+
+        _read_generic_model(path)
+    elif key == "landmark_embedding":
+        from ..flame_files import read_landmark_embedding
+
+        read_landmark_embedding(path)
+    elif key == "head_template":
+        from ..flame_files import read_head_template
+
+        read_head_template(path)
+    elif key == "pae":
+        from ..pae import load_ir50
+
+        load_ir50(path)
+    elif key == "fan":
+        from ..align.fan import FAN, S3FD, S3FD_FILE, load_network
+
+        s3fd = (name or path.name).startswith(S3FD_FILE.split("-")[0])
+        load_network(S3FD() if s3fd else FAN(), path, "S3FD" if s3fd else "2D-FAN-4")
+    else:
+        raise ValueError(f"no check for weight kind {key!r}")
