@@ -46,6 +46,24 @@ W_HPF = 1.0
 """High-pass weight of every released model; > 0 also means 'decoder blocks have no shortcut'."""
 
 
+class _Autocast:
+    """Mixin: when ``autocast_dtype`` is set (:func:`place_aeg`), ``forward`` runs under
+    ``torch.autocast`` in that dtype with float32 weights; unset (the default) it is the plain
+    float32/float16 forward, operation for operation."""
+
+    autocast_dtype: torch.dtype | None = None
+
+    def __call__(self, *args, **kwargs):
+        if self.autocast_dtype is None:
+            return super().__call__(*args, **kwargs)
+        with torch.autocast(self.autocast_device, dtype=self.autocast_dtype):
+            return super().__call__(*args, **kwargs)
+
+    @property
+    def autocast_device(self) -> str:
+        return next(self.parameters()).device.type
+
+
 def _check_images(name: str, x: torch.Tensor) -> None:
     if not torch.is_tensor(x):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -54,7 +72,7 @@ def _check_images(name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{name} must have shape (B, 3, {IMAGE_SIZE}, {IMAGE_SIZE}), got {tuple(x.shape)}{hint}")
 
 
-class StyleEncoder(nn.Module):
+class StyleEncoder(_Autocast, nn.Module):
     """Source image ``(B, 3, 256, 256)`` in [0, 1] -> style code ``(B, 128)`` (not normalised).
 
     Args:
@@ -85,7 +103,7 @@ class StyleEncoder(nn.Module):
         return self.fc(self.shared(image).flatten(1))
 
 
-class Generator(nn.Module):
+class Generator(_Autocast, nn.Module):
     """(depth, landmarks, style) -> face ``(B, 3, 256, 256)`` in [0, 1].
 
     Encoder: 5 instance-normed down-blocks (256 -> 8) and 3 more at 8x8. The 64 bottleneck
@@ -201,6 +219,26 @@ class AEGVariant:
 def detect_variant(style_encoder_state: dict) -> AEGVariant:
     """``shared.5.gamma`` exists only in the self-attention style encoder."""
     return AEGVariant(self_attention="shared.5.gamma" in style_encoder_state)
+
+
+AUTOCAST_ON = {"cpu": (torch.bfloat16,)}
+"""Where a reduced precision runs as autocast over float32 weights rather than as cast weights:
+bfloat16 on the CPU, where oneDNN's bf16 kernels under autocast beat bf16 weights
+(``python -m pasl.bench pipeline --precision bf16`` measures both)."""
+
+
+def place_aeg(aeg: AEG, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> AEG:
+    """Move ``aeg`` to ``device`` to run in ``dtype``, in eval mode without gradients.
+
+    float32 (and float16) weights are cast, as before; bfloat16 on the CPU keeps float32
+    weights and runs both networks under ``torch.autocast`` (:data:`AUTOCAST_ON`).
+    """
+    device = torch.device(device)
+    autocast = dtype in AUTOCAST_ON.get(device.type, ())
+    aeg = aeg.to(device=device, dtype=torch.float32 if autocast else dtype)
+    for network in (aeg.generator, aeg.style_encoder):
+        network.autocast_dtype = dtype if autocast else None
+    return aeg.eval().requires_grad_(False)
 
 
 def build_aeg(states: dict[str, dict[str, torch.Tensor]], source: str | Path) -> AEG:

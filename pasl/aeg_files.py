@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .aeg import AEG, build_aeg, detect_variant
+from .aeg import AEG, build_aeg, detect_variant, place_aeg
 from .catalog import entry
 from .errors import WeightFileError
 from .weights import (
@@ -84,7 +84,7 @@ def load_aeg(path: str | Path, device: str | torch.device = "cpu", dtype: torch.
     """
     model = build_aeg(read_aeg_state(path), path)
     log.info("loaded AEG %s (%s)", path, detect_variant(model.style_encoder.state_dict()).name)
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return place_aeg(model, device, dtype)
 
 
 def convert_aeg_to_safetensors(src: str | Path, dst: str | Path) -> dict[str, str]:

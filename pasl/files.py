@@ -6,6 +6,7 @@ Videos are streamed in chunks and keep the driver's audio.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Callable
@@ -15,6 +16,7 @@ import torch
 from PIL import Image
 
 from .atomic import atomic_output, remove_empty
+from .background import WriteBehind, read_ahead
 from .errors import NoFaceError
 from .imageops import read_image, to_uint8_hwc
 from .pipeline import ReenactedChunk, Reenactor, RunSummary, SourceFace
@@ -22,6 +24,9 @@ from .video import VideoWriter, is_video, iter_frame_chunks, probe
 
 log = logging.getLogger(__name__)
 
+READ_AHEAD = 2
+"""Video chunks decoded ahead of, and waiting to be encoded behind, the chunk being reenacted (8-bit frames:
+at most 2 x (READ_AHEAD + 1) chunks of uint8 more than a sequential run)."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -168,11 +173,14 @@ def _reenact_video(reenactor: Reenactor, face: SourceFace, driving: Path, out: P
     with atomic_output(out) as temporary:
         writer = VideoWriter(temporary, info.fps, audio_from=driving if info.has_audio else None)
         try:
-            chunks = (torch.from_numpy(c).permute(0, 3, 1, 2).float().div(255) for c in iter_frame_chunks(driving, chunk_size))
-            for chunk in reenactor.reenact_stream(face, chunks, fps=float(info.fps), summary=summary):
-                writer.write(_output_images(chunk, rounding))
-                if progress:
-                    progress(summary.frames, info.frames)
+            # decoding runs ahead and encoding behind the networks, each in one thread; both queues hold 8-bit frames
+            with contextlib.closing(read_ahead(iter_frame_chunks(driving, chunk_size), READ_AHEAD)) as decoded, \
+                    WriteBehind(writer.write, READ_AHEAD) as encoder:
+                frames = (torch.from_numpy(c).permute(0, 3, 1, 2).float().div(255) for c in decoded)
+                for chunk in reenactor.reenact_stream(face, frames, fps=float(info.fps), summary=summary):
+                    encoder.submit(_output_images(chunk, rounding))
+                    if progress:
+                        progress(summary.frames, info.frames)
         except NoFaceError:
             writer.abort()
             raise _no_face("--driving", driving, reenactor, f"in any of its {summary.frames} frames, so nothing was reenacted",

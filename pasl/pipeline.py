@@ -9,6 +9,7 @@ Frames without a face come back unchanged and are listed in each chunk's result.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -354,10 +355,12 @@ class Reenactor:
         empty_cache: frees cached GPU memory when the generator's batch is halved after an
             out-of-memory error (ComfyUI's ``soft_empty_cache``); default
             :func:`pasl.oom.free_cached_memory`. A halved batch stays halved for the later chunks.
+        timer: optional stage timer (:class:`pasl.timing.StageTimer`): each stage runs inside
+            ``timer(name)``, for ``python -m pasl.bench``; ``None`` (default) measures nothing.
     """
 
     def __init__(self, models: PASLModels, detector, options: ReenactOptions | None = None,
-                 empty_cache: Callable[[], None] | None = None):
+                 empty_cache: Callable[[], None] | None = None, timer: Callable[[str], Any] | None = None):
         models.require_shape_stage()
         if options is not None and options.identity_score:
             models.require_identity()
@@ -365,11 +368,18 @@ class Reenactor:
         self.detector = detector
         self.options = options or ReenactOptions()
         self.generator_batch = Backoff(self.options.batch_size, empty_cache)
+        self.timer = timer
+
+    def _stage(self, name: str):
+        """``timer(name)``, or a no-op context without a timer."""
+        return contextlib.nullcontext() if self.timer is None else self.timer(name)
 
     def encode_source(self, image: Any) -> SourceFace:
         """Align (or resize) the source image, then its style code and FLAME codes."""
         select = "largest" if self.options.select == SELECT_ALL else self.options.select
-        alignment = align_faces(image, select=select, mode=self.options.source_alignment, detector=self.detector, warp=self.options.warp)
+        with self._stage("align"):
+            alignment = align_faces(image, select=select, mode=self.options.source_alignment, detector=self.detector,
+                                    warp=self.options.warp)
         if len(alignment) != 1:
             raise ValueError(f"give one source image, got {len(alignment)}")
         if not bool(alignment.has_face[0]) and self.options.source_alignment == "resize":
@@ -377,23 +387,28 @@ class Reenactor:
         models = self.models
         crop = alignment.crops.to(models.device)
         with torch.inference_mode():
-            style = models.aeg.style_encoder(crop.to(models.dtype))
+            with self._stage("style"):
+                style = models.aeg.style_encoder(crop.to(models.dtype))
             shape = self._shape_codes(alignment.crops, alignment.landmarks_crop, alignment.has_face)
-            identity = encode_identity(models, crop, shape) if self.options.identity_score else None
+            with self._stage("identity"):
+                identity = encode_identity(models, crop, shape) if self.options.identity_score else None
         return SourceFace(crop=crop, style=style, shape=shape, alignment=alignment, identity=identity)
 
     def _shape_codes(self, crops: torch.Tensor, landmarks_crop: torch.Tensor, has_face: torch.Tensor) -> ShapeCodes:
-        return shape_codes(
-            self.models.shape_encoder, crops, landmarks_crop, has_face, crop_landmarks=self.options.crop_landmarks, detector=self.detector
-        )
+        with self._stage("shape"):
+            return shape_codes(
+                self.models.shape_encoder, crops, landmarks_crop, has_face, crop_landmarks=self.options.crop_landmarks,
+                detector=self.detector,
+            )
 
     def _align(self, frames: list[torch.Tensor], smoother: TemporalSmoother | None, tracker: FaceTracker | None = None) -> FaceAlignment:
         o = self.options
-        if tracker is not None:
-            return align_faces(frames, select=o.select, mode=o.driver_alignment, tracker=tracker, require_face=False, warp=o.warp)
-        return align_faces(
-            frames, select=o.select, mode=o.driver_alignment, detector=self.detector, smoother=smoother, require_face=False, warp=o.warp
-        )
+        with self._stage("align"):
+            if tracker is not None:
+                return align_faces(frames, select=o.select, mode=o.driver_alignment, tracker=tracker, require_face=False, warp=o.warp)
+            return align_faces(
+                frames, select=o.select, mode=o.driver_alignment, detector=self.detector, smoother=smoother, require_face=False, warp=o.warp
+            )
 
     def tracker(self, fps: float = 25.0) -> FaceTracker | None:
         """A :class:`FaceTracker` for one driving clip with these options (it smooths each face), or None
@@ -405,9 +420,12 @@ class Reenactor:
 
     def _generate(self, source: SourceFace, driver: ShapeCodes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, CycleReport | None]:
         models, options = self.models, self.options
-        shapes, report = recompose_shapes(models, source.shape, driver, options.mode, options.refine_steps, options.cycle_check)
-        depth, landmarks = render_conditioning(models.flame, models.faces, shapes, flatten=options.flatten)
-        faces = generate_faces(models.aeg.generator, source.style, depth, landmarks, shapes.face_mask, batch_size=self.generator_batch)
+        with self._stage("recompose"):
+            shapes, report = recompose_shapes(models, source.shape, driver, options.mode, options.refine_steps, options.cycle_check)
+        with self._stage("render"):
+            depth, landmarks = render_conditioning(models.flame, models.faces, shapes, flatten=options.flatten)
+        with self._stage("generate"):
+            faces = generate_faces(models.aeg.generator, source.style, depth, landmarks, shapes.face_mask, batch_size=self.generator_batch)
         return faces, depth, landmarks, report
 
     def reenact(self, source: SourceFace, frames: Any, smoother: TemporalSmoother | None = None, first_frame: int = 0,
@@ -431,12 +449,13 @@ class Reenactor:
             faces[index], depth[index], landmarks[index] = generated, maps_depth.cpu(), maps_landmarks.cpu()
         identity = None
         if self.options.identity_score and source.identity is not None:
-            with torch.inference_mode():
+            with torch.inference_mode(), self._stage("identity"):
                 identity = score_identity(self.models, source.identity, faces, skip=~has_face)
 
         composite = masks = None
         if self.options.paste_back:
-            composite, masks = self._paste(frame_list, faces, alignment, has_face)
+            with self._stage("paste"):
+                composite, masks = self._paste(frame_list, faces, alignment, has_face)
         counts = alignment.face_counts.cpu()
         detected = None if alignment.detected is None else alignment.detected.cpu()
         track_ids = None if alignment.track_ids is None else alignment.track_ids.cpu()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pasl.aeg import AEG
+from pasl.aeg import AEG, build_aeg
 from pasl.aeg_files import load_aeg
 from synthetic import aeg_inputs, aeg_states
 
@@ -154,7 +154,12 @@ class TestPrecision:
     @pytest.mark.parametrize("dtype,mean_tol,max_tol", [(torch.float16, 3e-3, 3e-2), (torch.bfloat16, 2e-2, 0.15)])
     def test_low_precision_is_close_to_fp32(self, nets_ema_path, aeg, dtype, mean_tol, max_tol):
         low = load_aeg(nets_ema_path, dtype=dtype)
-        assert all(p.dtype == dtype for p in low.parameters())
+        if dtype == torch.bfloat16:  # on the CPU: float32 weights under autocast (pasl.aeg.AUTOCAST_ON)
+            assert all(p.dtype == torch.float32 for p in low.parameters())
+            assert low.generator.autocast_dtype == low.style_encoder.autocast_dtype == torch.bfloat16
+        else:
+            assert all(p.dtype == dtype for p in low.parameters())
+            assert low.generator.autocast_dtype is None
         x = aeg_inputs(5, 1)
         with torch.no_grad():
             ref_style = aeg.style_encoder(x["source"])
@@ -165,6 +170,19 @@ class TestPrecision:
         error = (out.float() - ref).abs()
         assert error.mean() < mean_tol and error.max() < max_tol
         assert (style.float() - ref_style).abs().max() < 0.05 * ref_style.abs().max()
+
+    def test_float32_placement_is_the_plain_forward(self, nets_ema_path, aeg):
+        from pasl.aeg import place_aeg
+        from pasl.aeg_files import read_aeg_state
+
+        plain = build_aeg(read_aeg_state(nets_ema_path), nets_ema_path).eval()
+        placed = place_aeg(build_aeg(read_aeg_state(nets_ema_path), nets_ema_path), "cpu", torch.float32)
+        assert placed.generator.autocast_dtype is None and placed.style_encoder.autocast_dtype is None
+        x = aeg_inputs(7, 1)
+        with torch.no_grad():
+            style = plain.style_encoder(x["source"])
+            assert torch.equal(placed.style_encoder(x["source"]), style)
+            assert torch.equal(placed.generator(x["depth"], x["landmarks"], style), plain.generator(x["depth"], x["landmarks"], style))
 
     def test_loaded_model_is_frozen_and_in_eval_mode(self, aeg):
         assert not aeg.training and not aeg.generator.training

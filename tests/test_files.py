@@ -299,6 +299,26 @@ class TestHonestOutcomes:
                           progress=interrupt)
         assert not (tmp_path / "o.mp4").exists() and self.leftovers(tmp_path) == []
 
+    def test_a_decoding_error_in_the_read_ahead_thread_reaches_the_caller(self, reenactor, tmp_path, monkeypatch):
+        import threading
+
+        from pasl.errors import VideoError
+
+        driving = write_video(tmp_path / "d.mp4", dark=())
+        real = iter_frame_chunks
+
+        def broken(path, chunk_size, **kwargs):
+            chunks = real(path, chunk_size, **kwargs)
+            yield next(chunks)
+            raise VideoError(f"{path}: decoding failed after {chunk_size} frames")
+
+        monkeypatch.setattr("pasl.files.iter_frame_chunks", broken)
+        before = threading.active_count()
+        with pytest.raises(VideoError, match="decoding failed"):
+            reenact_files(reenactor, write_image(tmp_path / "s.png", 128, 128), driving, tmp_path / "o.mp4", chunk_size=2)
+        assert not (tmp_path / "o.mp4").exists() and self.leftovers(tmp_path) == []
+        assert threading.active_count() <= before  # both I/O threads have ended
+
     def test_forced_progress_bar_and_the_final_line(self, run, tmp_path):
         drivers = tmp_path / "drivers"
         drivers.mkdir()

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import platform
-import resource
 import statistics
 import sys
 import time
@@ -21,7 +19,9 @@ from typing import Any, Callable
 
 import torch
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+from .common import DTYPES, _flame_for_bench, _result
+
+__all__ = ["DTYPES", "_flame_for_bench", "align_rows", "build_parser", "main", "print_table", "time_ms"]
 
 
 def _sync(device: torch.device) -> None:
@@ -52,15 +52,9 @@ def _load_official(path: Path):
     return module
 
 
-def _memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
 def bench_aeg(args: argparse.Namespace) -> dict:
-    from .aeg import AEG
-    from .aeg_files import load_aeg
+    from ..aeg import AEG
+    from ..aeg_files import load_aeg
 
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     if args.weights:
@@ -94,52 +88,11 @@ def bench_aeg(args: argparse.Namespace) -> dict:
     return _result("aeg", args, device, rows)
 
 
-def _flame_for_bench(folders: list[str]):
-    """The real FLAME when its files are found; else the same-sized layer built from the freely
-    available template mesh + landmark embedding with zero blend shapes (identical cost)."""
-    import numpy as np
-
-    from .catalog import find, resolve_weights
-    from .flame import FLAME
-    from .flame_files import load_flame, read_head_template, read_landmark_embedding
-
-    files = resolve_weights(folders, require_shape_stage=False)  # the same FLAME files a run would load
-    searched, model, embedding = files.searched, files.flame, files.landmark_embedding
-    template_path = files.head_template
-    if template_path is None:
-        raise SystemExit(
-            "the render benchmark needs head_template.obj (https://github.com/yfeng95/DECA/tree/master/data); pass --weights-dir"
-        )
-    template = read_head_template(template_path)
-    faces = torch.as_tensor(np.asarray(template.faces), dtype=torch.long)
-    if model is not None and (embedding is not None or model.suffix != ".pkl"):
-        return load_flame(model, embedding), faces, "FLAME 2020"
-    embedding_path = (find("landmark_embedding", searched) or [None])[0]
-    if embedding_path is None:
-        raise SystemExit("the render benchmark needs landmark_embedding.npy (DECA's data folder); pass --weights-dir")
-    lmk = read_landmark_embedding(embedding_path)
-    v = np.asarray(template.vertices, dtype=np.float32)
-    n = v.shape[0]
-    weights = np.zeros((n, 5), np.float32)
-    weights[:, 1] = 1
-    arrays = {
-        "v_template": v - v.mean(0),
-        "shapedirs": np.zeros((n, 3, 150), np.float32),
-        "posedirs": np.zeros((36, n * 3), np.float32),
-        "J_regressor": np.full((5, n), 1.0 / n, np.float32),
-        "lbs_weights": weights,
-        "faces": faces.numpy(),
-        "parents": np.array([-1, 0, 1, 1, 1]),
-        **lmk,
-    }
-    return FLAME(arrays, source="template-only FLAME (zero blend shapes)"), faces, "template-only FLAME"
-
-
 def bench_render(args: argparse.Namespace) -> dict:
     """FLAME + depth + landmark maps (the official recipe), ms per frame; pytorch3d as baseline when installed."""
-    from .csg.codes import FlameCodes
-    from .raster import RasterSettings
-    from .render import conditioning_maps, crop_to_image, orthographic_project
+    from ..csg.codes import FlameCodes
+    from ..raster import RasterSettings
+    from ..render import conditioning_maps, crop_to_image, orthographic_project
 
     device = torch.device(args.device)
     flame, faces, which = _flame_for_bench(args.weights_dir)
@@ -168,7 +121,7 @@ def bench_render(args: argparse.Namespace) -> dict:
 
 def bench_align(args: argparse.Namespace) -> dict:
     """Detection + 68 landmarks per backend, and the crop warp, ms per frame on a video's first frames."""
-    from .align import read_video
+    from ..align import read_video
 
     frames = read_video(args.video, count=args.frames)
     rows = align_rows(frames, tuple(args.backends.split(",")), repeat=args.repeat, weights_dir=args.weights_dir or None)
@@ -177,8 +130,8 @@ def bench_align(args: argparse.Namespace) -> dict:
 
 def _crop_pass_row(detector, frames: list[torch.Tensor], repeat: int) -> dict:
     """Cost of DECA's second landmark pass on the aligned 256 crops (``crop_landmarks="redetect"``)."""
-    from .align import align_faces
-    from .shape import detect_crop_landmarks
+    from ..align import align_faces
+    from ..shape import detect_crop_landmarks
 
     crops = align_faces(frames, detector=detector, require_face=False).crops
     samples = []
@@ -214,7 +167,7 @@ def align_rows(
         each backend also has a ``"crop landmarks (DECA pass)"`` row (its second pass on the
         aligned crops); the warp rows have stage ``"crop"`` and backend ``"torch"`` / ``"cv2"``.
     """
-    from .align import (
+    from ..align import (
         WARPS,
         BackendUnavailableError,
         alignment_transform,
@@ -224,7 +177,7 @@ def align_rows(
         read_video,
         to_frames,
     )
-    from .imageops import to_uint8_hwc
+    from ..imageops import to_uint8_hwc
 
     if isinstance(frames, (str, Path)):
         frames = read_video(frames)
@@ -279,21 +232,6 @@ def align_rows(
     return rows
 
 
-def _result(name: str, args: argparse.Namespace, device: torch.device, rows: list[dict], **extra) -> dict:
-    return {
-        "benchmark": name,
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-        "dtype": getattr(args, "dtype", "fp32"),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "repeat": args.repeat,
-        "peak_memory_mb": _memory_mb(device),
-        **extra,
-        "rows": rows,
-    }
-
-
 def print_table(result: dict) -> None:
     print(
         f"# {result['benchmark']} on {result['device']} ({result['device_name']}), {result['dtype']}, torch {result['torch']}, "
@@ -336,13 +274,19 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--weights-dir", action="append", default=[], help="folder with the FAN files (face_alignment/)")
     align.add_argument("--json", help="also write the JSON result to this file")
     align.set_defaults(run=bench_align)
+
+    from .gpu_check import add_parser as add_gpu_check
+    from .pipeline import add_parser as add_pipeline
+
+    add_pipeline(commands)
+    add_gpu_check(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result = args.run(args)
-    print_table(result)
+    getattr(args, "table", print_table)(result)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

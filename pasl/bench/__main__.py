@@ -1,0 +1,7 @@
+"""``python -m pasl.bench``: see :mod:`pasl.bench`."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
