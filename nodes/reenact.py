@@ -7,10 +7,12 @@ from comfy_api.v0_0_2 import io
 
 from ..pasl.align import BACKENDS, DEFAULT_DETECT_EVERY
 from ..pasl.csg.codes import RECOMPOSE_MODES
+from ..pasl.edit import CHANNELS, MAX_STRENGTH, MotionStrengths
 from ..pasl.geometry import ALIGNED_SIZE
 from ..pasl.memory import generator_bytes, shape_encoder_bytes
-from ..pasl.pipeline import ReenactOptions, Reenactor, RunSummary, frames_to_chunks
+from ..pasl.pipeline import MOTIONS, ReenactOptions, Reenactor, RunSummary, frames_to_chunks
 from .host import Progress, detector, free_cache, images_to_bchw, to_comfy_image
+from .shape import STRENGTH_TOOLTIPS, motion_problem
 
 FRAMES_PER_STEP = 8
 
@@ -43,6 +45,11 @@ class PASLReenact(io.ComfyNode):
                 io.Float.Input("fps", default=25.0, min=0.01, max=1000.0, step=0.01, optional=True,
                                tooltip="Frame rate of the driving frames, for the smoothing (its cutoffs are in Hz); "
                                "link Get Video Components' fps. 25 when unknown."),
+                io.Combo.Input("motion", options=list(MOTIONS), default="absolute", optional=True,
+                               tooltip="absolute = the driver's pose and expression (the paper); relative = the driver's motion "
+                               "since its first face, on top of the source's own pose and expression (recompose only)."),
+                *[io.Float.Input(f"{channel}_strength", default=1.0, min=0.0, max=MAX_STRENGTH, step=0.05, optional=True,
+                                 tooltip=STRENGTH_TOOLTIPS[channel]) for channel in CHANNELS],
                 io.Boolean.Input("tracking", default=True, optional=True,
                                  tooltip="Video: follow the face from frame to frame and run the face detector only on the first "
                                  "frame, scene cuts, lost faces and every 'detect_every' frames (several times faster on a CPU). "
@@ -60,11 +67,18 @@ class PASLReenact(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, mode="recompose", motion="absolute", **strengths) -> bool | str:
+        return motion_problem("PASL Reenact", mode, motion, strengths) or True
+
+    @classmethod
     def execute(cls, models, source, driving, mode, backend, smoothing, lock_scale, paste_back, color_match, source_is_crop,
-                identity_score=False, fps=25.0, tracking=True, detect_every=DEFAULT_DETECT_EVERY) -> io.NodeOutput:
+                identity_score=False, fps=25.0, tracking=True, detect_every=DEFAULT_DETECT_EVERY, motion="absolute",
+                **strengths) -> io.NodeOutput:
+        chosen = MotionStrengths(**{c: float(strengths.get(f"{c}_strength", 1.0)) for c in CHANNELS})
         options = ReenactOptions(mode=mode, smoothing=smoothing, lock_scale=lock_scale, paste_back=paste_back,
                                  color_match=color_match, source_alignment="resize" if source_is_crop else "align",
-                                 identity_score=identity_score, tracking=tracking, detect_every=detect_every)
+                                 identity_score=identity_score, tracking=tracking, detect_every=detect_every, motion=motion,
+                                 strengths=chosen)
         found = detector(backend, load=False)
         frames_per_call = min(FRAMES_PER_STEP, driving.shape[0])
         memory = max(generator_bytes(min(options.batch_size, frames_per_call), models.dtype), shape_encoder_bytes(frames_per_call))

@@ -21,6 +21,14 @@ STRENGTH_TOOLTIPS = {
 }
 
 
+def motion_problem(node: str, mode: str, motion: str, strengths: dict) -> str | None:
+    """Why these motion inputs cannot run (relative or weighted motion needs the source's own shape), or None."""
+    moved = motion == "relative" or any(strengths.get(f"{c}_strength", 1.0) != 1.0 for c in CHANNELS)
+    if moved and mode != "recompose":
+        return f"{node}: relative motion and strengths need mode = recompose (the source's own shape)"
+    return None
+
+
 class PASLShapeRecompose(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -54,10 +62,7 @@ class PASLShapeRecompose(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, mode="recompose", motion="absolute", **strengths) -> bool | str:
-        moved = motion == "relative" or any(strengths.get(f"{c}_strength", 1.0) != 1.0 for c in CHANNELS)
-        if moved and mode != "recompose":
-            return "PASL Shape Recompose: relative motion and strengths need mode = recompose (the source's own shape)"
-        return True
+        return motion_problem("PASL Shape Recompose", mode, motion, strengths) or True
 
     @classmethod
     def execute(cls, models, source_align, driver_align, mode, cycle_check, refine_steps, crop_landmarks="refit",

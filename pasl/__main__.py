@@ -66,14 +66,21 @@ OPTION_FLAGS = {
     "source_alignment": "--source-is-crop", "driver_alignment": "--driver-is-crop", "crop_landmarks": "--crop-landmarks",
     "warp": "--warp", "output_rounding": "--rounding", "lock_scale": "--lock-scale", "color_match": "--color-match",
     "cycle_check": "--cycle-check", "refine_steps": "--refine-steps", "identity_score": "--identity-score",
-    "batch_size": "--batch-size", "tracking": "--tracking", "detect_every": "--detect-every",
+    "batch_size": "--batch-size", "tracking": "--tracking", "detect_every": "--detect-every", "motion": "--relative",
+    "strengths": "--strength",
 }
 """The ``reenact`` flag that sets each :class:`pasl.pipeline.ReenactOptions` field (for messages)."""
 
 
 def _options(args: argparse.Namespace):
     """The run's :class:`pasl.pipeline.ReenactOptions`: the preset, with what the user set explicitly on top."""
+    from .edit import MotionStrengths
     from .pipeline import ReenactOptions
+
+    try:
+        strengths = MotionStrengths.parse(args.strength) if args.strength else MotionStrengths()
+    except ValueError as err:
+        raise ValueError(f"--strength: {err}") from None
 
     chosen = {  # what the user set explicitly wins over the preset
         "mode": args.mode, "paste_back": args.paste_back, "smoothing": args.smoothing, "flatten": args.flatten,
@@ -93,6 +100,8 @@ def _options(args: argparse.Namespace):
             refine_steps=args.refine_steps,
             identity_score=args.identity_score,
             batch_size=args.batch_size,
+            motion="relative" if args.relative else "absolute",
+            strengths=strengths,
         )
     except ValueError as err:  # the library names its fields; the command line names its flags
         text = str(err)
@@ -413,6 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with tracking, run the face detector at least every N frames (default 25; 0 = only on the first "
                      "frame, scene cuts and lost faces)")
     run.add_argument("--lock-scale", action="store_true", help="keep the video crop's scale fixed (no head-size wobble)")
+    run.add_argument("--relative", action="store_true",
+                     help="relative motion: the driver's motion since its first face, on top of the source's own pose and "
+                     "expression (default: the driver's pose and expression, the paper)")
+    run.add_argument("--strength", default=None,
+                     help="how much of each motion channel: e.g. head=1,expression=0.5 (channels head, jaw, expression, "
+                     "camera; 0 = keep the source's, 1 = the driver's, up to 2; unnamed ones 1), or a preset: rotation, "
+                     "expression, all")
     run.add_argument("--color-match", type=float, default=0.0, help="match the face's colours to the frame (0..1)")
     run.add_argument("--cycle-check", action="store_true", help="log the cycle-consistency error of the shapes")
     run.add_argument("--refine-steps", type=int, default=0, help="cycle-consistency refinement steps (0 = off)")

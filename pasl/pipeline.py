@@ -31,8 +31,9 @@ from .align import (
     to_frames,
 )
 from .composite import paste_back
-from .csg.codes import RECOMPOSE_MODES
+from .csg.codes import RECOMPOSE_MODES, FlameCodes
 from .csg.cycle import CycleReport
+from .edit import MotionStrengths
 from .errors import NoFaceError, NonFiniteError, PASLError
 from .generate import generate_faces
 from .geometry import ALIGNED_SIZE
@@ -72,6 +73,11 @@ class ReenactOptions:
         detect_every: with ``tracking``, run the detector at least every this many frames (0 = only
             on the first frame, cuts, lost or implausible faces).
         lock_scale: keep the driver crop's scale fixed over a clip (no "breathing").
+        motion: ``"absolute"`` (the driver's pose and expression, the paper) or ``"relative"`` (the
+            driver's motion since the clip's first driving face, on top of the source's own pose and
+            expression; :func:`pasl.edit.transfer_motion`); ``mode="recompose"`` only.
+        strengths: :class:`pasl.edit.MotionStrengths`, how much of the driver's head rotation, jaw,
+            expression and camera each frame takes (all 1 and ``"absolute"``: the paper's code swap, bit for bit).
         paste_back: blend the generated face into the driving frame; else return crops.
         mask_kind, erode, blur, forehead, color_match: paste-back mask and colour options
             (see :func:`pasl.composite.paste_back`).
@@ -117,12 +123,15 @@ class ReenactOptions:
     output_rounding: str = "round"
     tracking: bool = True
     detect_every: int = DEFAULT_DETECT_EVERY
+    motion: str = "absolute"
+    strengths: MotionStrengths = MotionStrengths()
 
     def __post_init__(self) -> None:
         """Every field checked at construction: a bad value is one sentence naming the field."""
         choices = {
             "mode": tuple(RECOMPOSE_MODES), "source_alignment": ALIGN_MODES, "driver_alignment": ALIGN_MODES,
             "crop_landmarks": CROP_LANDMARKS, "warp": WARPS, "output_rounding": QUANTIZE_MODES, "mask_kind": MASK_KINDS,
+            "motion": MOTIONS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -141,6 +150,13 @@ class ReenactOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"ReenactOptions.{name} must be a whole number >= {low}, got {value!r}")
+        if not isinstance(self.strengths, MotionStrengths):
+            raise ValueError(f"ReenactOptions.strengths must be a pasl.edit.MotionStrengths, got {self.strengths!r}")
+        if self.moves_by_channel and self.mode != "recompose":
+            raise ValueError("relative motion (ReenactOptions.motion) and strengths (ReenactOptions.strengths) need "
+                             "ReenactOptions.mode='recompose' (the source's own shape)")
+        if self.motion == "relative" and self.select == SELECT_ALL:
+            raise ValueError("ReenactOptions.motion='relative' follows one driving face; with select='all' use 'absolute'")
         if self.select == SELECT_ALL and not (self.paste_back and self.driver_alignment == "align"):
             raise ValueError("ReenactOptions.select='all' pastes every face back into its frame: it needs paste_back and "
                              "driver_alignment='align'")
@@ -151,6 +167,12 @@ class ReenactOptions:
             check_mask_fractions(self.erode, self.blur, self.forehead)
         except (TypeError, ValueError) as err:
             raise ValueError(f"ReenactOptions: {err}") from None
+
+    @property
+    def moves_by_channel(self) -> bool:
+        """Whether motion is transferred channel by channel (relative, or strengths other than 1) instead of the
+        paper's plain code swap."""
+        return self.motion == "relative" or self.strengths != MotionStrengths()
 
     @classmethod
     def preset(cls, name: str, **changes: Any) -> "ReenactOptions":
@@ -173,6 +195,18 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 """Named option sets: ``paper`` (the defaults) and the two official inference paths (``docs/official-code.md`` §1).
 For the official numbers use the ``fan`` alignment backend, and fp16 on CUDA for the demo, fp32 for the test."""
+
+
+MOTIONS = ("absolute", "relative")
+"""``ReenactOptions.motion``: the driver's pose and expression (the paper), or its motion since its first face."""
+
+
+@dataclass
+class MotionReference:
+    """The driving clip's first face codes (batch 1), the "no motion" of ``motion="relative"``; set by the
+    first chunk that has a face and kept for the rest of the clip."""
+
+    codes: FlameCodes | None = None
 
 
 @dataclass(frozen=True)
@@ -418,10 +452,18 @@ class Reenactor:
             return None
         return FaceTracker(self.detector, o.detect_every, smoothing=o.smoothing, fps=fps, lock_scale=o.lock_scale)
 
-    def _generate(self, source: SourceFace, driver: ShapeCodes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, CycleReport | None]:
+    def _generate(self, source: SourceFace, driver: ShapeCodes, reference: MotionReference | None = None,
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, CycleReport | None]:
         models, options = self.models, self.options
+        moved: dict[str, Any] = {}
+        if options.moves_by_channel:
+            relative = options.motion == "relative" and reference is not None
+            if relative and reference.codes is None:
+                reference.codes = driver.codes.index(0)  # the clip's first driving face is "no motion"
+            moved = dict(strengths=options.strengths, reference=reference.codes if relative else None)
         with self._stage("recompose"):
-            shapes, report = recompose_shapes(models, source.shape, driver, options.mode, options.refine_steps, options.cycle_check)
+            shapes, report = recompose_shapes(models, source.shape, driver, options.mode, options.refine_steps, options.cycle_check,
+                                              **moved)
         with self._stage("render"):
             depth, landmarks = render_conditioning(models.flame, models.faces, shapes, flatten=options.flatten)
         with self._stage("generate"):
@@ -429,9 +471,11 @@ class Reenactor:
         return faces, depth, landmarks, report
 
     def reenact(self, source: SourceFace, frames: Any, smoother: TemporalSmoother | None = None, first_frame: int = 0,
-                tracker: FaceTracker | None = None) -> ReenactedChunk:
+                tracker: FaceTracker | None = None, reference: MotionReference | None = None) -> ReenactedChunk:
         """Reenact one chunk of driving frames (all of one size when pasting back); the consecutive chunks
-        of a clip share one ``tracker`` (from :meth:`tracker`) or ``smoother``."""
+        of a clip share one ``tracker`` (from :meth:`tracker`) or ``smoother``, and with ``motion="relative"``
+        one :class:`MotionReference` (without one, e.g. a single photo, relative motion is measured from
+        the source itself: the driver's pose and expression weighed by the strengths)."""
         frame_list = to_frames(frames)
         alignment = self._align(frame_list, smoother, tracker)
         count = len(alignment)  # rows: frames, or faces with select="all"
@@ -443,7 +487,7 @@ class Reenactor:
         if index.numel():
             with torch.inference_mode():  # refine_codes switches gradients back on for itself
                 driver = self._shape_codes(alignment.crops[index], alignment.landmarks_crop[index], has_face[index])
-                generated, maps_depth, maps_landmarks, report = self._generate(source, driver)
+                generated, maps_depth, maps_landmarks, report = self._generate(source, driver, reference)
             generated = generated.cpu()
             self._check_finite(generated, index, first_frame, alignment.frame_index)
             faces[index], depth[index], landmarks[index] = generated, maps_depth.cpu(), maps_landmarks.cpu()
@@ -517,6 +561,7 @@ class Reenactor:
         :class:`NonFiniteError` as soon as the generator returns NaN or inf for a frame."""
         o = self.options
         tracker = self.tracker(fps)
+        reference = MotionReference()
         smoother = None
         if tracker is None and (o.smoothing > 0 or o.lock_scale):
             smoother = TemporalSmoother(strength=o.smoothing, fps=fps, lock_scale=o.lock_scale)
@@ -524,7 +569,7 @@ class Reenactor:
         if summary.source_faces is None:
             summary.note_source(source, o.select)
         for chunk in chunks:
-            result = self.reenact(source, chunk, smoother, first_frame=summary.frames, tracker=tracker)
+            result = self.reenact(source, chunk, smoother, first_frame=summary.frames, tracker=tracker, reference=reference)
             summary.add(result)
             yield result
             if progress is not None:

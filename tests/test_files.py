@@ -118,6 +118,10 @@ class TestCommandLine:
             (["--smoothing", "-1"], "error: --smoothing must be a number in [0, 10], got -1.0"),
             (["--refine-steps", "-2"], "error: --refine-steps must be a whole number >= 0, got -2"),
             (["--chunk-size", "0"], "error: --chunk-size must be a whole number >= 1, got 0"),
+            (["--strength", "nose=1"], "error: --strength: unknown channel 'nose' in 'nose=1'; channels: head, jaw, expression, camera"),
+            (["--strength", "head=3"], "error: --strength: strength of head must be a number in [0, 2], got 3.0"),
+            (["--relative", "--mode", "reference"],
+             "error: relative motion (--relative) and strengths (--strength) need --mode='recompose' (the source's own shape)"),
         ],
     )
     def test_a_bad_option_is_named_by_its_flag_before_anything_loads(self, tmp_path, capsys, flags, message):

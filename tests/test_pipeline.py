@@ -426,3 +426,62 @@ class TestAllFaces:
         assert summary.frames == 3 and summary.faceless == [1]
         assert summary.notes() == ["no face in frame 1 (passed through unchanged)", "source: 2 faces, used the largest",
                                    "all faces: 4 faces reenacted (2 tracks)"]
+
+
+class TestRelativeMotion:
+    """motion='relative' and per-channel strengths in the pipeline: the wiring to pasl.edit.transfer_motion."""
+
+    def test_options_are_checked(self):
+        from pasl.edit import MotionStrengths
+
+        with pytest.raises(ValueError, match="need ReenactOptions.mode='recompose'"):
+            ReenactOptions(mode="reference", motion="relative")
+        with pytest.raises(ValueError, match="need ReenactOptions.mode='recompose'"):
+            ReenactOptions(mode="reference", strengths=MotionStrengths(head=0.5))
+        with pytest.raises(ValueError, match="with select='all'"):
+            ReenactOptions(motion="relative", select="all")
+        with pytest.raises(ValueError, match="ReenactOptions.motion must be one of"):
+            ReenactOptions(motion="sideways")
+        assert not ReenactOptions().moves_by_channel and ReenactOptions(motion="relative").moves_by_channel
+
+    def test_the_clips_first_face_is_the_reference_for_every_chunk(self, models, source, monkeypatch):
+        import pasl.pipeline as pipeline
+        from pasl.edit import MotionStrengths, transfer_motion
+
+        seen = []
+        original = pipeline.recompose_shapes
+
+        def spy(models_, source_shape, driver, *args, **kwargs):
+            seen.append((driver.codes.clone(), kwargs))
+            return original(models_, source_shape, driver, *args, **kwargs)
+
+        monkeypatch.setattr(pipeline, "recompose_shapes", spy)
+        strengths = MotionStrengths(expression=0.5, camera=0.0)
+        reenactor = Reenactor(models, ScriptedDetector(), ReenactOptions(smoothing=0.0, motion="relative", strengths=strengths))
+        chunks = list(reenactor.reenact_stream(source, frames_to_chunks(frames(5, dark=(0,)), 2)))
+        assert [c.has_face.tolist() for c in chunks] == [[False, True], [True, True], [True]]
+        first_face = seen[0][0].index(0)
+        for _, kwargs in seen:
+            assert kwargs["strengths"] == strengths
+            assert all(torch.equal(getattr(kwargs["reference"], f), getattr(first_face, f)) for f in ("pose", "exp", "cam"))
+        # and what was drawn is the library's transfer of each frame's motion onto the source
+        driver, kwargs = seen[1]
+        expected = transfer_motion(source.shape.codes, driver, first_face, strengths)
+        out = original(models, source.shape, _with(driver), **kwargs)[0]
+        assert torch.allclose(out.codes.exp, expected.exp) and torch.allclose(out.codes.pose, expected.pose, atol=1e-6)
+
+    def test_absolute_at_full_strength_takes_the_papers_path(self, models, source, monkeypatch):
+        import pasl.pipeline as pipeline
+
+        calls = []
+        original = pipeline.recompose_shapes
+        monkeypatch.setattr(pipeline, "recompose_shapes", lambda *a, **k: calls.append(k) or original(*a, **k))
+        Reenactor(models, ScriptedDetector(), ReenactOptions(smoothing=0.0)).reenact(source, frames(1))
+        assert calls == [{}]
+
+
+def _with(codes):
+    """A ShapeCodes around ``codes`` with the driver's DECA crops (any will do for the codes)."""
+    from pasl.shape import ShapeCodes
+
+    return ShapeCodes(codes, torch.eye(3).expand(codes.batch_size, 3, 3).clone())
