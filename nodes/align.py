@@ -20,6 +20,19 @@ from .host import Progress, chunks, detector, to_comfy_image
 FRAMES_PER_STEP = 16
 
 
+def tracking_inputs(when_off: str) -> list:
+    """The optional ``tracking`` and ``detect_every`` inputs (Face Align and Reenact); ``when_off`` ends the first tooltip."""
+    return [
+        io.Boolean.Input("tracking", default=True, optional=True,
+                         tooltip="Video: follow each face from frame to frame with the cheap landmark stage and run the "
+                         "face detector only on the first frame, scene cuts, lost faces and every 'detect_every' frames "
+                         f"(several times faster on a CPU). Off = detect every frame; {when_off}."),
+        io.Int.Input("detect_every", default=DEFAULT_DETECT_EVERY, min=0, max=10000, optional=True,
+                     tooltip="With tracking: run the face detector at least every this many frames "
+                     "(0 = only when needed: first frame, scene cuts, lost faces)."),
+    ]
+
+
 class PASLFaceAlign(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -44,13 +57,7 @@ class PASLFaceAlign(io.ComfyNode):
                 io.Float.Input("fps", default=25.0, min=0.01, max=1000.0, step=0.01, optional=True,
                                tooltip="Frame rate of the frames, for the smoothing (its cutoffs are in Hz); "
                                "link Get Video Components' fps. 25 when unknown."),
-                io.Boolean.Input("tracking", default=True, optional=True,
-                                 tooltip="Video: follow each face from frame to frame with the cheap landmark stage and run the "
-                                 "face detector only on the first frame, scene cuts, lost faces and every 'detect_every' frames "
-                                 "(several times faster on a CPU). Off = detect every frame; turn off for a batch of unrelated photos."),
-                io.Int.Input("detect_every", default=DEFAULT_DETECT_EVERY, min=0, max=10000, optional=True,
-                             tooltip="With tracking: run the face detector at least every this many frames "
-                             "(0 = only when needed: first frame, scene cuts, lost faces)."),
+                *tracking_inputs("turn off for a batch of unrelated photos"),
             ],
             outputs=[
                 io.Image.Output(display_name="crops"),

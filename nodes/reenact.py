@@ -11,6 +11,7 @@ from ..pasl.edit import CHANNELS, MAX_STRENGTH, MotionStrengths
 from ..pasl.geometry import ALIGNED_SIZE
 from ..pasl.memory import generator_bytes, shape_encoder_bytes
 from ..pasl.pipeline import MOTIONS, ReenactOptions, Reenactor, RunSummary, frames_to_chunks
+from .align import tracking_inputs
 from .host import Progress, detector, free_cache, images_to_bchw, to_comfy_image
 from .shape import STRENGTH_TOOLTIPS, motion_problem
 
@@ -50,13 +51,7 @@ class PASLReenact(io.ComfyNode):
                                "since its first face, on top of the source's own pose and expression (recompose only)."),
                 *[io.Float.Input(f"{channel}_strength", default=1.0, min=0.0, max=MAX_STRENGTH, step=0.05, optional=True,
                                  tooltip=STRENGTH_TOOLTIPS[channel]) for channel in CHANNELS],
-                io.Boolean.Input("tracking", default=True, optional=True,
-                                 tooltip="Video: follow the face from frame to frame and run the face detector only on the first "
-                                 "frame, scene cuts, lost faces and every 'detect_every' frames (several times faster on a CPU). "
-                                 "Off = detect every frame, as the official demo."),
-                io.Int.Input("detect_every", default=DEFAULT_DETECT_EVERY, min=0, max=10000, optional=True,
-                             tooltip="With tracking: run the face detector at least every this many frames "
-                             "(0 = only when needed: first frame, scene cuts, lost faces)."),
+                *tracking_inputs("as the official demo"),
             ],
             outputs=[
                 io.Image.Output(display_name="image"),

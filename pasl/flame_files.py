@@ -66,7 +66,7 @@ def _array(model: Mapping[str, object], key: str, source: Path) -> np.ndarray:
     return value
 
 
-def _read_generic_model(path: Path) -> dict[str, np.ndarray]:
+def read_generic_model(path: Path) -> dict[str, np.ndarray]:
     """The layer arrays from FLAME's ``generic_model.pkl``, exactly as DECA derives them."""
     model = load_pickle(path)
     if not isinstance(model, Mapping):
@@ -141,7 +141,7 @@ def read_flame_arrays(model_path: str | Path, landmark_embedding_path: str | Pat
             f"{WEIGHT_FOLDERS}; get it from {DECA_DATA_SOURCE}."
         )
     embedding_path = require_file(landmark_embedding_path, "FLAME landmark embedding (landmark_embedding.npy)", DECA_DATA_SOURCE)
-    return {**_read_generic_model(path), **read_landmark_embedding(embedding_path)}
+    return {**read_generic_model(path), **read_landmark_embedding(embedding_path)}
 
 
 def load_flame(model_path: str | Path, landmark_embedding_path: str | Path | None = None) -> FLAME:

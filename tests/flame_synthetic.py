@@ -414,3 +414,12 @@ def flame_codes(seed: int = 7, yaws_deg: tuple[float, ...] = GOLDEN_YAWS_DEG) ->
     pose[:, 3] = rng.uniform(0.02, 0.25, size=batch)  # jaw opening about x
     pose[:, 4:] = rng.standard_normal((batch, 2)) * 0.02
     return {"shape": shape.astype(np.float32), "exp": expression.astype(np.float32), "pose": pose.astype(np.float32)}
+
+
+def head_flame(folder: Path, template_obj: Path | None):
+    """A loaded :class:`pasl.flame.FLAME` of :func:`write_head_model` (the real template when ``template_obj``
+    exists, else an ellipsoid head) with a synthetic landmark embedding, written under ``folder``."""
+    from pasl.flame_files import load_flame
+
+    model = write_head_model(folder / "generic_model.pkl", template_obj)
+    return load_flame(model, write_landmark_embedding(folder / "landmark_embedding.npy"))

@@ -12,16 +12,13 @@ import flame_synthetic as fs
 from pasl.csg.codes import FlameCodes
 from pasl.csg.cycle import CycleReport, cycle_check, cycle_loss, refine_codes, render_shape, rotation_angle_deg, vertex_normals
 from pasl.csg.encoder import FlameEncoder
-from pasl.flame_files import load_flame
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "shared" / "assets" / "flame" / "head_template.obj"
 
 
 @pytest.fixture(scope="module")
 def flame(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("flame_cycle")
-    model = fs.write_head_model(folder / "generic_model.pkl", TEMPLATE)  # an ellipsoid head without ../shared
-    return load_flame(model, fs.write_landmark_embedding(folder / "landmark_embedding.npy"))
+    return fs.head_flame(tmp_path_factory.mktemp("flame_cycle"), TEMPLATE)  # an ellipsoid head without ../shared
 
 
 def head_codes(batch: int, yaw_deg: float = 0.0, seed: int = 0) -> FlameCodes:

@@ -23,7 +23,6 @@ from pasl.edit import (
     keep_centre,
     transfer_motion,
 )
-from pasl.flame_files import load_flame
 from pasl.lbs import yaw_from_rotation
 from pasl.rotations import (
     angles_to_matrix,
@@ -40,9 +39,7 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "shared" / "assets" / "flame" /
 
 @pytest.fixture(scope="module")
 def flame(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("flame_edit")
-    model = fs.write_head_model(folder / "generic_model.pkl", TEMPLATE)  # an ellipsoid head without ../shared
-    return load_flame(model, fs.write_landmark_embedding(folder / "landmark_embedding.npy"))
+    return fs.head_flame(tmp_path_factory.mktemp("flame_edit"), TEMPLATE)  # an ellipsoid head without ../shared
 
 
 def codes(batch: int = 1, seed: int = 0, yaw_deg: float = 10.0) -> FlameCodes:

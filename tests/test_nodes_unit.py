@@ -621,21 +621,22 @@ class TestFps:
                 super().__init__(*args, **options)
                 made.append(self.fps)
 
-        for module in ("nodes.align", "pasl.pipeline"):
+        for module in ("nodes.align", "pasl.pipeline", "pasl.align.track"):  # the tracker smooths each face
             monkeypatch.setattr(host.pack_module(module), "TemporalSmoother", RecordingSmoother)
         return made
 
     def test_face_align(self, host, smoothers):
         frames = _frames(2, 48, 64)
         host.run(host.node("PASLFaceAlign"), **_align_inputs(frames, smoothing=1.0))
+        first = list(smoothers)
         host.run(host.node("PASLFaceAlign"), **_align_inputs(frames, smoothing=1.0, fps=29.97))
-        assert smoothers == [25.0, 29.97]
+        assert first and set(first) == {25.0} and set(smoothers[len(first):]) == {29.97}
 
     def test_reenact(self, host, models, smoothers):
         host.run(host.node("PASLReenact"), models=models[0], source=_frames(1, 300, 300, seed=1), driving=_frames(1),
                  mode="recompose", backend="auto", smoothing=1.0, lock_scale=False, paste_back=False, color_match=0.0,
                  source_is_crop=False, fps=12.5)
-        assert smoothers == [12.5]
+        assert smoothers and set(smoothers) == {12.5}
 
 
 # ----------------------------------------------------------------------------------------- host behaviours

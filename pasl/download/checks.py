@@ -8,6 +8,7 @@ saved under a weight's name or another checkpoint fails here and is not kept.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from ..errors import WeightFileError
@@ -22,37 +23,27 @@ def check_digest(path: Path, expected: str | None) -> str:
     return digest
 
 
+STRICT_LOADERS = {
+    "aeg": ("..aeg_files", "load_aeg"),
+    "deca": ("..csg.encoder", "load_shape_encoder"),
+    "flame": ("..flame_files", "read_generic_model"),  # the generic_model.pkl half of read_flame_arrays
+    "landmark_embedding": ("..flame_files", "read_landmark_embedding"),
+    "head_template": ("..flame_files", "read_head_template"),
+    "pae": ("..pae", "load_ir50"),
+}
+"""Catalogue kind -> (module, function) of the loader a run uses; imported only when a file is checked."""
+
+
 def strict_load(key: str, path: Path, name: str | None = None) -> None:
     """Load ``path`` (the file ``name`` once in place) as catalogue kind ``key`` with the loader a run uses;
     raise what that loader raises."""
-    if key == "aeg":
-        from ..aeg_files import load_aeg
-
-        load_aeg(path)
-    elif key == "deca":
-        from ..csg.encoder import load_shape_encoder
-
-        load_shape_encoder(path)
-    elif key == "flame":
-        from ..flame_files import _read_generic_model  # the generic_model.pkl half of read_flame_arrays
-
-        _read_generic_model(path)
-    elif key == "landmark_embedding":
-        from ..flame_files import read_landmark_embedding
-
-        read_landmark_embedding(path)
-    elif key == "head_template":
-        from ..flame_files import read_head_template
-
-        read_head_template(path)
-    elif key == "pae":
-        from ..pae import load_ir50
-
-        load_ir50(path)
-    elif key == "fan":
+    if key == "fan":
         from ..align.fan import FAN, S3FD, S3FD_FILE, load_network
 
         s3fd = (name or path.name).startswith(S3FD_FILE.split("-")[0])
         load_network(S3FD() if s3fd else FAN(), path, "S3FD" if s3fd else "2D-FAN-4")
-    else:
+        return
+    if key not in STRICT_LOADERS:
         raise ValueError(f"no check for weight kind {key!r}")
+    module, function = STRICT_LOADERS[key]
+    getattr(importlib.import_module(module, __package__), function)(path)
