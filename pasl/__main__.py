@@ -192,12 +192,19 @@ def _reenact(args: argparse.Namespace) -> None:
 
 
 def _head_edit(args: argparse.Namespace):
-    from .edit import CONTROL_NAMES, HeadEdit
+    """The edit the flags ask for: ``--preset``'s, with every flag given on top (``--save-preset`` writes the result)."""
+    import dataclasses
 
-    controls = {name: getattr(args, name) for name in CONTROL_NAMES if getattr(args, name) is not None}
+    from .edit import CONTROL_NAMES, HeadEdit, load_preset, save_preset
+
     try:
-        return HeadEdit(yaw=args.yaw, pitch=args.pitch, roll=args.roll, add=args.add, jaw=args.jaw, expression=args.expression,
-                        controls=controls)
+        base = load_preset(args.preset) if args.preset else HeadEdit()
+    except ValueError as err:
+        raise ValueError(f"--preset {err}") from None
+    given = {name: getattr(args, name) for name in ("yaw", "pitch", "roll", "jaw", "expression") if getattr(args, name) is not None}
+    controls = {**base.controls, **{name: getattr(args, name) for name in CONTROL_NAMES if getattr(args, name) is not None}}
+    try:
+        edit = dataclasses.replace(base, **given, add=args.add or base.add, controls=controls)
     except ValueError as err:  # "yaw must be ..." -> "--yaw must be ..."
         text = str(err)
         for name in ("yaw", "pitch", "roll", "jaw", "expression"):
@@ -205,6 +212,9 @@ def _head_edit(args: argparse.Namespace):
         for name in CONTROL_NAMES:
             text = text.replace(f"control {name!r}", f"--{name.replace('_', '-')}")
         raise ValueError(text) from None
+    if args.save_preset:
+        save_preset(edit, args.save_preset)
+    return edit
 
 
 def _portrait(args: argparse.Namespace, out_kind: str):
@@ -341,7 +351,9 @@ def _add_portrait_commands(commands) -> None:
     edit.add_argument("--roll", type=float, help=f"head roll in degrees, -{MAX_ROLL:g} .. {MAX_ROLL:g}")
     edit.add_argument("--add", action="store_true", help="add the angles to the source's own instead of setting them")
     edit.add_argument("--jaw", type=float, help=f"jaw opening in degrees, 0 .. {MAX_JAW:g}")
-    edit.add_argument("--expression", type=float, default=1.0, help="factor on the source's expression (0 = neutral, 1 = as is)")
+    edit.add_argument("--expression", type=float, default=None, help="factor on the source's expression (0 = neutral, 1 = as is)")
+    edit.add_argument("--preset", help="start from an edit preset file (JSON, from --save-preset); flags given win")
+    edit.add_argument("--save-preset", help="also write the edit used as a preset file (JSON)")
     for name in CONTROL_NAMES:
         edit.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, help=f"expression control {name} (-2 .. 2)")
     edit.set_defaults(run=_edit)

@@ -19,8 +19,10 @@ Identity (``shape``), albedo and lighting codes are never touched.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping
 
 import torch
@@ -74,6 +76,9 @@ class HeadEdit:
     keep_centre: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("add", "keep_centre"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         scale = 2.0 if self.add else 1.0  # deltas may cross zero: -90 -> +90 is a 180 degree turn
         _check_range("yaw", self.yaw, -MAX_YAW * scale, MAX_YAW * scale)
         _check_range("pitch", self.pitch, -MAX_PITCH * scale, MAX_PITCH * scale)
@@ -82,6 +87,45 @@ class HeadEdit:
         _check_range("expression", self.expression, 0.0, MAX_STRENGTH)
         for name, amount in self.controls.items():
             _check_range(f"control {name!r}", amount, -MAX_STRENGTH, MAX_STRENGTH)
+
+
+PRESET_FORMAT = "pasl-head-edit/1"
+"""The ``format`` field of an edit preset file (JSON, never a pickle: a preset is data, it runs nothing)."""
+_PRESET_FIELDS = ("yaw", "pitch", "roll", "add", "jaw", "expression", "controls", "keep_centre")
+
+
+def save_preset(edit: HeadEdit, path: str | Path) -> Path:
+    """Write ``edit`` as a small JSON file that :func:`load_preset` reads back (expressions to reuse and share)."""
+    path = Path(path)
+    record = {"format": PRESET_FORMAT, **{name: getattr(edit, name) for name in _PRESET_FIELDS}}
+    record["controls"] = dict(edit.controls)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def load_preset(path: str | Path) -> HeadEdit:
+    """A :class:`HeadEdit` from a preset file; anything that is not such a file is one sentence naming it."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not a readable edit preset (JSON): {err}") from None
+    if not isinstance(record, dict) or record.get("format") != PRESET_FORMAT:
+        raise ValueError(f"{path} is not an edit preset: it needs \"format\": \"{PRESET_FORMAT}\"")
+    unknown = sorted(set(record) - set(_PRESET_FIELDS) - {"format"})
+    if unknown:
+        raise ValueError(f"{path}: unknown preset field(s) {unknown}; fields: {', '.join(_PRESET_FIELDS)}")
+    values = {name: record[name] for name in _PRESET_FIELDS if name in record}
+    if not isinstance(values.get("controls", {}), dict):
+        raise ValueError(f"{path}: controls must be an object of control names and amounts")
+    unknown_controls = sorted(set(values.get("controls", {})) - set(CONTROL_NAMES))
+    if unknown_controls:
+        raise ValueError(f"{path}: unknown expression control(s) {unknown_controls}; controls: {', '.join(CONTROL_NAMES)}")
+    try:
+        return HeadEdit(**values)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
 
 
 def head_angles(codes: FlameCodes) -> torch.Tensor:

@@ -99,3 +99,16 @@ def test_faceless_source_is_named(run, tmp_path):
     assert code == 2 and "--source" in err and "no face" in err
     assert not (tmp_path / "o.png").exists()
 
+
+def test_edit_preset_saved_then_reused_with_a_flag_on_top(run, photo, tmp_path):
+    from pasl.edit import HeadEdit, load_preset
+
+    preset = tmp_path / "turn.json"
+    assert run("edit", "--source", str(photo), "--yaw", "40", "--smile", "0.5", "--save-preset", str(preset),
+               "--out", str(tmp_path / "a.png"))[0] == 0
+    assert load_preset(preset) == HeadEdit(yaw=40.0, controls={"smile": 0.5})
+    code, _, err = run("edit", "--source", str(photo), "--preset", str(preset), "--jaw", "9", "--out", str(tmp_path / "b.png"))
+    assert code == 0, err
+    code, _, err = run("edit", "--source", str(photo), "--preset", str(tmp_path / "missing.json"), "--out", str(tmp_path / "c.png"))
+    assert code == 2 and "--preset" in err and "missing.json" in err
+

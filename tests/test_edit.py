@@ -265,3 +265,33 @@ class TestKeyframes:
 
         with pytest.raises(ValueError, match=message):
             parse_keyframes(text)
+
+
+class TestPresets:
+    def test_round_trip_is_plain_json(self, tmp_path):
+        import json
+
+        from pasl.edit import PRESET_FORMAT, load_preset, save_preset
+
+        edit = HeadEdit(yaw=30.0, add=True, jaw=5.0, expression=0.5, controls={"smile": 1.0})
+        path = save_preset(edit, tmp_path / "smile.json")
+        record = json.loads(path.read_text())
+        assert record["format"] == PRESET_FORMAT and record["controls"] == {"smile": 1.0} and record["yaw"] == 30.0
+        assert load_preset(path) == edit
+
+    @pytest.mark.parametrize("content, message", [
+        ("not json", "not a readable edit preset"),
+        ('{"yaw": 3}', "is not an edit preset"),
+        ('{"format": "pasl-head-edit/1", "nose": 1}', "unknown preset field"),
+        ('{"format": "pasl-head-edit/1", "controls": {"wink": 1}}', "unknown expression control"),
+        ('{"format": "pasl-head-edit/1", "yaw": 200}', "yaw must be a number in"),
+        ('{"format": "pasl-head-edit/1", "add": "yes"}', "add must be true or false"),
+    ])
+    def test_bad_files_are_one_sentence_naming_the_file(self, tmp_path, content, message):
+        from pasl.edit import load_preset
+
+        path = tmp_path / "p.json"
+        path.write_text(content)
+        with pytest.raises(ValueError, match=message) as info:
+            load_preset(path)
+        assert str(path) in str(info.value)
