@@ -124,6 +124,15 @@ def _depths(api: dict) -> dict[str, int]:
     return depth
 
 
+def _widget_default(info: dict, name: str):
+    """What a widget holds while a link drives it: the frontend keeps every widget in ``widgets_values``, the linked
+    ones too (with their default), so the values after a linked widget stay in their places."""
+    section = "required" if name in info["input"].get("required", {}) else "optional"
+    spec = info["input"][section][name]
+    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    return options.get("default", spec[0][0] if isinstance(spec[0], list) else None)
+
+
 def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
     """The frontend "Save" form of an API prompt (version 0.4)."""
     from host_harness import widget_inputs
@@ -159,7 +168,7 @@ def api_to_ui(api: dict, object_info: dict, note: str) -> dict:
                 outputs.setdefault((origin, slot), []).append(link_id)
                 entry["link"] = link_id
             inputs.append(entry)
-        values = [spec["inputs"][n] for n in widgets if not isinstance(spec["inputs"].get(n), list)]
+        values = [_widget_default(info, n) if isinstance(spec["inputs"].get(n), list) else spec["inputs"][n] for n in widgets]
         if spec["class_type"] == "LoadImage":
             values.append("image")  # the upload button's stored value
         nodes.append(
