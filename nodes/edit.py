@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from comfy_api.v0_0_2 import io, ui
 
-from ..pasl.edit import CONTROL_NAMES, MAX_JAW, MAX_PITCH, MAX_ROLL, MAX_YAW, ExpressionControls, HeadEdit, edit_codes
+from ..pasl.edit import (
+    CONTROL_NAMES,
+    MAX_JAW,
+    MAX_PITCH,
+    MAX_ROLL,
+    MAX_YAW,
+    ExpressionControls,
+    HeadEdit,
+    edit_codes,
+    load_preset,
+    save_preset,
+)
 from ..pasl.geometry import ALIGNED_SIZE
 from ..pasl.masks import face_mask
 from ..pasl.shape import face_points, render_conditioning, shape_codes
-from .host import Progress, chunks, crop_detector, to_comfy_image
+from .host import NO_PRESET, Progress, chunks, crop_detector, preset_files, preset_folder, to_comfy_image
 
 FRAMES_PER_STEP = 16
 CONTROL_TOOLTIPS = {
@@ -19,6 +32,13 @@ CONTROL_TOOLTIPS = {
     "brows_frown": "Inner brows down and together.",
     "eyes_closed": "Upper lids down onto the lower lids.",
 }
+
+
+def preset_name(text: str) -> str:
+    """``text`` as a preset file name (``smile`` -> ``smile.json``), or "" when it has nothing usable:
+    no folders, nothing hidden, so a name can never write outside the presets folder."""
+    stem = "".join(c for c in text.strip().removesuffix(".json") if c.isalnum() or c in " -_").strip()
+    return f"{stem}.json" if stem else ""
 
 
 def preview(depth: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
@@ -59,6 +79,10 @@ class PASLShapeEdit(io.ComfyNode):
                   for name in CONTROL_NAMES],
                 io.Boolean.Input("keep_centre", default=True, optional=True,
                                  tooltip="Keep the face centred in its crop (FLAME turns about the neck)."),
+                io.Combo.Input("preset", options=preset_files(), default=NO_PRESET, optional=True,
+                               tooltip="An edit saved before (models/pasl/presets/*.json); when chosen it replaces the sliders."),
+                io.String.Input("save_preset_as", default="", optional=True,
+                                tooltip="A name to keep this edit as models/pasl/presets/<name>.json (empty = don't save)."),
             ],
             outputs=[
                 io.Custom("PASL_SHAPE").Output(display_name="shape"),
@@ -68,14 +92,16 @@ class PASLShapeEdit(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, angles="add", jaw=0.0, **_) -> bool | str:
+    def validate_inputs(cls, angles="add", jaw=0.0, save_preset_as="", **_) -> bool | str:
         if angles == "set" and jaw < 0:
             return "PASL Shape Edit: with angles = set, jaw is the opening itself and must be >= 0"
+        if save_preset_as.strip() and not preset_name(save_preset_as):
+            return f"PASL Shape Edit: {save_preset_as!r} is not a usable preset name (letters, digits, spaces, - and _)"
         return True
 
     @classmethod
     def execute(cls, models, angles, yaw, pitch, roll, jaw, expression, source_align=None, shape=None, keep_centre=True,
-                **controls) -> io.NodeOutput:
+                preset=NO_PRESET, save_preset_as="", **controls) -> io.NodeOutput:
         loaded = models.load(detectors=[crop_detector(source_align)] if shape is None and source_align is not None else [])
         loaded.require_shape_stage()
         if shape is None and source_align is None:
@@ -87,7 +113,11 @@ class PASLShapeEdit(io.ComfyNode):
         amounts = {name: float(controls.get(name, 0.0)) for name in CONTROL_NAMES}
         edit = HeadEdit(yaw=yaw, pitch=pitch, roll=roll, add=angles == "add", jaw=jaw, expression=expression, controls=amounts,
                         keep_centre=keep_centre)
-        named = ExpressionControls.from_flame(loaded.flame) if any(amounts.values()) else None
+        if preset != NO_PRESET:
+            edit = load_preset(os.path.join(preset_folder(), preset))
+        if save_preset_as.strip():
+            save_preset(edit, os.path.join(preset_folder(), preset_name(save_preset_as)))
+        named = ExpressionControls.from_flame(loaded.flame) if any(edit.controls.values()) else None
         progress = Progress(shape.batch_size)
         edited, pictures, masks = [], [], []
         for part in chunks(shape.batch_size, FRAMES_PER_STEP):

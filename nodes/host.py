@@ -47,6 +47,22 @@ def model_path(name: str) -> str | None:
     return folder_paths.get_full_path(MODEL_FOLDER, name)
 
 
+PRESET_FOLDER = "presets"
+NO_PRESET = "(none)"
+
+
+def preset_folder() -> str:
+    """``models/pasl/presets``: where PASL Shape Edit keeps its edit presets (small JSON files)."""
+    return os.path.join(folders()[0], PRESET_FOLDER)
+
+
+def preset_files() -> list[str]:
+    """:data:`NO_PRESET`, then the ``*.json`` names in :func:`preset_folder`."""
+    folder = preset_folder()
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".json")) if os.path.isdir(folder) else []
+    return [NO_PRESET, *names]
+
+
 def pick_device(name: str) -> torch.device:
     return mm.get_torch_device() if name == "auto" else torch.device(name)
 

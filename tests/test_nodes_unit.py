@@ -428,6 +428,19 @@ class TestShapeEdit:
             assert torch.equal(getattr(edited.codes, name), getattr(shapes[0].codes, name)), name
         assert float(mask[DARK].max()) == 0.0 and edited.face_mask.tolist() == shapes[0].face_mask.tolist()
 
+    def test_presets_are_saved_and_reused(self, host, models, source_aligned):
+        node = host.node("PASLShapeEdit")
+        first = host.run(node, models=models[0], source_align=source_aligned[1],
+                         **(EDIT_DEFAULTS | dict(angles="set", yaw=45.0, smile=0.3)), save_preset_as="my smile")
+        saved = Path(host.folder_paths.models_dir) / "pasl" / "presets" / "my smile.json"
+        assert saved.is_file() and '"yaw": 45.0' in saved.read_text()
+        again = host.run(node, models=models[0], source_align=source_aligned[1], **EDIT_DEFAULTS, preset="my smile.json")
+        for name in ("pose", "exp", "cam"):
+            assert torch.equal(getattr(again[0].codes, name), getattr(first[0].codes, name)), name
+        options = next(i for i in node.define_schema().inputs if i.id == "preset").options
+        assert "my smile.json" in options
+        assert node.validate_inputs(save_preset_as="///") != True and node.validate_inputs(save_preset_as="../x") is True  # noqa: E712
+
     def test_needs_an_input_and_a_valid_jaw(self, host, models):
         with pytest.raises(ValueError, match="connect source_align"):
             host.run(host.node("PASLShapeEdit"), models=models[0], **EDIT_DEFAULTS)
