@@ -50,17 +50,6 @@ def _doctor(args: argparse.Namespace) -> dict | None:
     return None
 
 
-def _auto_device(name: str):
-    import torch
-
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-
-
 OPTION_FLAGS = {
     "mode": "--mode", "paste_back": "--paste-back", "smoothing": "--smoothing", "flatten": "--flatten", "select": "--select",
     "source_alignment": "--source-is-crop", "driver_alignment": "--driver-is-crop", "crop_landmarks": "--crop-landmarks",
@@ -145,9 +134,13 @@ def _device_and_dtype(args: argparse.Namespace):
     """``--device`` and ``--precision`` resolved: (device, dtype, short precision name)."""
     import torch
 
-    device = _auto_device(args.device)
+    from .models import auto_device
+
+    device = auto_device(args.device)
     precisions = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     dtype = precisions[args.precision] if args.precision != "auto" else (torch.float16 if device.type == "cuda" else torch.float32)
+    if dtype == torch.float16 and device.type == "cpu":
+        raise ValueError("--precision fp16 needs a GPU: the CPU has no fp16 kernels (minutes per frame); use bf16 or fp32 there")
     return device, dtype, PRECISION_NAMES[str(dtype).replace("torch.", "")]
 
 

@@ -14,6 +14,7 @@ mean/std normalisation, on whatever device/dtype the module lives on.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ BOTTLENECK_PADDING = (2, 3)
 """... which a 1x1 conv with this zero padding places in the middle of the 8x8 bottleneck."""
 W_HPF = 1.0
 """High-pass weight of every released model; > 0 also means 'decoder blocks have no shortcut'."""
+
+log = logging.getLogger(__name__)
 
 
 class _Autocast:
@@ -234,6 +237,8 @@ def place_aeg(aeg: AEG, device: torch.device | str = "cpu", dtype: torch.dtype =
     weights and runs both networks under ``torch.autocast`` (:data:`AUTOCAST_ON`).
     """
     device = torch.device(device)
+    if device.type == "cpu" and dtype == torch.float16:
+        log.warning("float16 on the CPU has no fast kernels (minutes per face): use float32 or bfloat16 there")
     autocast = dtype in AUTOCAST_ON.get(device.type, ())
     aeg = aeg.to(device=device, dtype=torch.float32 if autocast else dtype)
     for network in (aeg.generator, aeg.style_encoder):

@@ -68,6 +68,16 @@ def _load_identity(identity: str | Path | None, folders: list[Path], device: tor
     return None
 
 
+def auto_device(name: str) -> torch.device:
+    """``"auto"``: CUDA, else Apple's MPS, else the CPU; any other name as given (``"cpu"``, ``"cuda:1"``)."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+
+
 def load_models(
     folders: list[str | Path] | None = None,
     *,

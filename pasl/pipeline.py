@@ -211,7 +211,11 @@ class MotionReference:
 
 @dataclass(frozen=True)
 class SourceFace:
-    """The encoded source: what every driving frame reuses."""
+    """The encoded source: what every driving frame reuses.
+
+    Usually batch 1 (one person for a whole clip); batch B pairs source ``i`` with driving frame ``i``
+    (the benchmark runner's batches of pairs).
+    """
 
     crop: torch.Tensor
     """``(1, 3, 256, 256)`` the aligned source face."""
@@ -222,6 +226,15 @@ class SourceFace:
     alignment: FaceAlignment
     identity: IdentityReference | None = None
     """PAE embeddings and yaw of the source (with ``identity_score``)."""
+
+    def rows(self, index: torch.Tensor) -> "SourceFace":
+        """The sources of the driving frames at ``index`` (itself when it is one source for all)."""
+        if self.style.shape[0] == 1:
+            return self
+        shape = self.shape
+        picked = ShapeCodes(shape.codes.select(index), shape.tform[index.to(shape.tform.device)],
+                            None if shape.has_face is None else shape.has_face[index.cpu()])
+        return SourceFace(self.crop[index.to(self.crop.device)], self.style[index.to(self.style.device)], picked, self.alignment)
 
 
 @dataclass(frozen=True)
@@ -247,6 +260,8 @@ class ReenactedChunk:
             ``depth``, ``landmarks``, ``has_face``, ``face_counts``, ``detected``, ``track_ids`` and the
             identity scores, which are then faces (a frame without any keeps one faceless row); ``frames``
             and ``masks`` stay one per frame, every face pasted in. None: row ``i`` is frame ``i``.
+        driver_crops: ``(B, 3, 256, 256)`` the aligned driver crops the faces were made for (the benchmark
+            runner saves them beside the fakes).
     """
 
     faces: torch.Tensor
@@ -262,6 +277,7 @@ class ReenactedChunk:
     detected: torch.Tensor | None = None
     track_ids: torch.Tensor | None = None
     frame_index: torch.Tensor | None = None
+    driver_crops: torch.Tensor | None = None
 
     @property
     def frame_count(self) -> int:
@@ -480,14 +496,15 @@ class Reenactor:
         alignment = self._align(frame_list, smoother, tracker)
         count = len(alignment)  # rows: frames, or faces with select="all"
         has_face = alignment.has_face.cpu()
-        faces = alignment.crops.cpu().clone()
+        driver_crops = alignment.crops.cpu()
+        faces = driver_crops.clone()
         depth, landmarks = torch.zeros(count, 3, ALIGNED_SIZE, ALIGNED_SIZE), torch.zeros(count, 3, ALIGNED_SIZE, ALIGNED_SIZE)
         report = None
         index = has_face.nonzero().flatten()
         if index.numel():
             with torch.inference_mode():  # refine_codes switches gradients back on for itself
                 driver = self._shape_codes(alignment.crops[index], alignment.landmarks_crop[index], has_face[index])
-                generated, maps_depth, maps_landmarks, report = self._generate(source, driver, reference)
+                generated, maps_depth, maps_landmarks, report = self._generate(source.rows(index), driver, reference)
             generated = generated.cpu()
             self._check_finite(generated, index, first_frame, alignment.frame_index)
             faces[index], depth[index], landmarks[index] = generated, maps_depth.cpu(), maps_landmarks.cpu()
@@ -505,7 +522,7 @@ class Reenactor:
         track_ids = None if alignment.track_ids is None else alignment.track_ids.cpu()
         frame_index = None if alignment.frame_index is None else alignment.frame_index.cpu()
         return ReenactedChunk(faces, composite, masks, depth, landmarks, has_face, first_frame, report, identity, counts,
-                              detected=detected, track_ids=track_ids, frame_index=frame_index)
+                              detected=detected, track_ids=track_ids, frame_index=frame_index, driver_crops=driver_crops)
 
     def _check_finite(self, generated: torch.Tensor, index: torch.Tensor, first_frame: int,
                       frame_index: torch.Tensor | None = None) -> None:

@@ -41,6 +41,22 @@ def steered_deca(path: Path, seed: int = 0, yaw_deg: float = 0.0) -> Path:
     return save_official(checkpoint, path)
 
 
+def yaw_following_deca(path: Path, seed: int = 0, gain: float = 6.0, center_deg: float = 58.0) -> Path:
+    """A steered DECA whose yaw depends on the picture: the yaw row keeps its random weights, times
+    ``gain``, around ``center_deg`` (this seed's mean over the shared photos), so a folder of real photos
+    spreads over the pose bins (seed 0 on ``../shared`` photos: roughly -30 to +90 degrees)."""
+    checkpoint = deca_checkpoint(seed)
+    state = checkpoint["E_flame"]
+    yaw_row = state["layers.2.weight"][POSE_YAW_INDEX].clone()
+    bias = torch.zeros(236)
+    bias[206] = HEAD_CAMERA_SCALE
+    bias[POSE_YAW_INDEX] = -gain * float(np.deg2rad(center_deg))
+    state["layers.2.weight"] = state["layers.2.weight"] * 1e-3
+    state["layers.2.weight"][POSE_YAW_INDEX] = gain * yaw_row
+    state["layers.2.bias"] = bias
+    return save_official(checkpoint, path)
+
+
 def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> Path:
     lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices] + [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces]
     path.write_text("\n".join(lines) + "\n")

@@ -151,25 +151,31 @@ class TestInputChecks:
 class TestPrecision:
     # bf16 keeps 8 mantissa bits: through ~40 layers it drifts ~8x more than fp16 (measured on
     # these weights: fp16 mean 0.0012 / max 0.012, bf16 mean 0.009 / max 0.087).
-    @pytest.mark.parametrize("dtype,mean_tol,max_tol", [(torch.float16, 3e-3, 3e-2), (torch.bfloat16, 2e-2, 0.15)])
-    def test_low_precision_is_close_to_fp32(self, nets_ema_path, aeg, dtype, mean_tol, max_tol):
-        low = load_aeg(nets_ema_path, dtype=dtype)
-        if dtype == torch.bfloat16:  # on the CPU: float32 weights under autocast (pasl.aeg.AUTOCAST_ON)
-            assert all(p.dtype == torch.float32 for p in low.parameters())
-            assert low.generator.autocast_dtype == low.style_encoder.autocast_dtype == torch.bfloat16
-        else:
-            assert all(p.dtype == dtype for p in low.parameters())
-            assert low.generator.autocast_dtype is None
+    def test_bfloat16_is_close_to_fp32(self, nets_ema_path, aeg):
+        low = load_aeg(nets_ema_path, dtype=torch.bfloat16)
+        # on the CPU: float32 weights under autocast (pasl.aeg.AUTOCAST_ON)
+        assert all(p.dtype == torch.float32 for p in low.parameters())
+        assert low.generator.autocast_dtype == low.style_encoder.autocast_dtype == torch.bfloat16
         x = aeg_inputs(5, 1)
         with torch.no_grad():
             ref_style = aeg.style_encoder(x["source"])
             ref = aeg.generator(x["depth"], x["landmarks"], ref_style)
-            style = low.style_encoder(x["source"].to(dtype))
-            out = low.generator(x["depth"].to(dtype), x["landmarks"].to(dtype), style)
-        assert out.dtype == dtype
+            style = low.style_encoder(x["source"].to(torch.bfloat16))
+            out = low.generator(x["depth"].to(torch.bfloat16), x["landmarks"].to(torch.bfloat16), style)
+        assert out.dtype == torch.bfloat16
         error = (out.float() - ref).abs()
-        assert error.mean() < mean_tol and error.max() < max_tol
+        assert error.mean() < 2e-2 and error.max() < 0.15
         assert (style.float() - ref_style).abs().max() < 0.05 * ref_style.abs().max()
+
+    def test_float16_is_plain_half_weights(self, nets_ema_path, aeg):
+        """fp16 is for CUDA (the official demo's precision; its error is checked by
+        test_cuda_fp16_matches_cpu_fp32). The CPU has no fp16 kernels (one style code takes minutes),
+        so here only the placement is checked: every weight half, no autocast, the values fp32's rounded."""
+        low = load_aeg(nets_ema_path, dtype=torch.float16)
+        assert all(p.dtype == torch.float16 for p in low.parameters())
+        assert low.generator.autocast_dtype is None and low.style_encoder.autocast_dtype is None
+        for (name, half), full in zip(low.state_dict().items(), aeg.state_dict().values()):
+            assert torch.equal(half, full.to(half.dtype)), name
 
     def test_float32_placement_is_the_plain_forward(self, nets_ema_path, aeg):
         from pasl.aeg import place_aeg

@@ -164,3 +164,42 @@ def write_pairs(pairs: list[Pair], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(p.line() + "\n" for p in pairs), encoding="utf-8")
     return path
+
+
+def read_pairs(path: str | Path, root: str | Path | None = None) -> list[Pair]:
+    """Read a ``src ref [gt]`` list; relative paths are taken from ``root`` (default: the list's folder).
+
+    Blank lines and lines starting with ``#`` are skipped; any other line must hold two or three paths.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PASLError(f"{path} not found: give a pair list with one 'src ref [gt]' line per pair.") from None
+    except UnicodeDecodeError:
+        raise PASLError(f"{path} is not a text file: give a pair list with one 'src ref [gt]' line per pair.") from None
+    base = Path(root) if root is not None else path.parent
+    pairs = []
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) not in (2, 3):
+            raise PASLError(f"{path}, line {number}: expected 'src ref [gt]' (2 or 3 paths), got {len(fields)} fields.")
+        resolved = [str(p if Path(p).is_absolute() else base / p) for p in fields]
+        pairs.append(Pair(resolved[0], resolved[1], resolved[2] if len(resolved) == 3 else None))
+    if not pairs:
+        raise PASLError(f"{path} holds no pairs: give one 'src ref [gt]' line per pair.")
+    return pairs
+
+
+def identity_of(relative: Path, identities: dict[str, str] | None = None) -> str:
+    """An image's identity label: from ``identities`` (relative path -> label) when given, else its first
+    folder under the image root (``root/<identity>/...``), else the file's own stem (every image its own
+    person: fine for cross-identity lists, useless for self-reenactment)."""
+    key = relative.as_posix()
+    if identities is not None:
+        if key not in identities:
+            raise PASLError(f"the identities file has no entry for {key!r}: give every image a label.")
+        return str(identities[key])
+    return relative.parts[0] if len(relative.parts) > 1 else relative.stem
