@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import struct
 import sys
 from collections.abc import Mapping
@@ -41,6 +42,30 @@ class WeightFile:
     source: str
     licence: str
     required: bool = True
+    url: str = ""
+    """The file's own download address, fetched as is by ``python -m pasl download``; empty when it has none."""
+    sha256: str = ""
+    """Its sha256, or the start of it that a torch hub name carries; empty when not known."""
+    folder: str = ""
+    """The sub-folder of a weights folder it goes in by convention (discovery finds it in any folder)."""
+
+
+EVAL_FOLDER = "eval"
+"""Where the metric backbones go in a weights folder."""
+METRICS_ONLY = "used only by `python -m pasl.eval` and the PASL Metrics node"
+"""Said of every metric backbone: reenactment never needs one."""
+
+
+def torch_hub_prefix(name: str) -> str:
+    """The sha256 prefix in a torch hub file name (``alexnet-owt-7be5be79.pth`` -> ``7be5be79``), what ``torch.hub`` checks."""
+    return re.search(r"-([0-9a-f]{8,})\.", name).group(1)
+
+
+def _metric_file(key: str, url: str, what: str, purpose: str, licence: str, sha256: str = "") -> WeightFile:
+    """A metric backbone with a direct download: its name is the last part of ``url``."""
+    name = url.rsplit("/", 1)[-1]
+    return WeightFile(key, (name,), f"{purpose} ({METRICS_ONLY})", f"{what}: {url}", licence, required=False, url=url,
+                      sha256=sha256 or torch_hub_prefix(name), folder=EVAL_FOLDER)
 
 
 CATALOG: tuple[WeightFile, ...] = (
@@ -104,6 +129,35 @@ CATALOG: tuple[WeightFile, ...] = (
         "MIT code; weights trained on MS-Celeb-1M, research use",
         required=False,
     ),
+    _metric_file(
+        "fid_paper",
+        "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+        "torchvision's ImageNet Inception-v3 (IMAGENET1K_V1)",
+        "FID backbone, paper flavour (torchvision Inception-v3, as StarGAN v2's metrics/fid.py)",
+        "BSD-3 (torchvision weights)",
+    ),
+    _metric_file(
+        "fid_standard",
+        "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
+        "pytorch-fid's FID Inception weights",
+        "FID backbone, standard flavour (pytorch-fid's port of the TensorFlow FID Inception)",
+        "Apache-2.0 (pytorch-fid; weights converted from TensorFlow's Inception, Apache-2.0)",
+    ),
+    _metric_file(
+        "lpips_alexnet",
+        "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        "torchvision's ImageNet AlexNet",
+        "LPIPS AlexNet features (torchvision AlexNet)",
+        "BSD-3 (torchvision weights)",
+    ),
+    _metric_file(
+        "lpips",
+        "https://github.com/clovaai/stargan-v2/raw/master/metrics/lpips_weights.ckpt",
+        "StarGAN v2's metrics/lpips_weights.ckpt (the PASL release ships the same file)",
+        "LPIPS layer weights (StarGAN v2's metrics/lpips_weights.ckpt)",
+        "CC BY-NC 4.0 (StarGAN v2 repository licence)",
+        sha256="8b641b3c88a60383027f5e3d9b14d0e8687a1b09aeeb4950ec5951813954a36a",
+    ),
 )
 
 
@@ -115,8 +169,10 @@ def entry(key: str) -> WeightFile:
 
 
 DOWNLOAD_KINDS = {"aeg": "aeg", "deca": "deca", "landmark_embedding": "deca", "head_template": "deca", "flame": "flame",
-                  "pae": "pae", "fan": "fan"}
+                  "pae": "pae", "fan": "fan", **{item.key: "eval" for item in CATALOG if item.folder == EVAL_FOLDER}}
 """The ``python -m pasl download`` argument that fetches each kind (the ArcFace network has none)."""
+METRIC_KEYS = tuple(key for key, kind in DOWNLOAD_KINDS.items() if kind == "eval")
+"""The metric backbones (``python -m pasl download eval``), in catalogue order."""
 
 
 def download_command(key: str) -> str | None:
@@ -133,7 +189,8 @@ def _or_run(key: str) -> str:
 def where_to_get(key: str) -> str:
     """The sentence every 'file missing' message ends with."""
     item = entry(key)
-    return f"Put it in {WEIGHT_FOLDERS}; get it from {item.source} (licence: {item.licence}){_or_run(key)}."
+    where = f"the {item.folder}/ sub-folder of {WEIGHT_FOLDERS}" if item.folder else WEIGHT_FOLDERS
+    return f"Put it in {where}; get it from {item.source} (licence: {item.licence}){_or_run(key)}."
 
 
 def comfyui_root(package: Path | None = None) -> Path | None:
@@ -389,9 +446,11 @@ class RunFiles:
         raise MissingWeightError("\n".join([f"{count} (searched {searched}):", *(f"  - {p}" for p in self.problems), DOCTOR_HINT]))
 
 
-def _advice(key: str, destination: Path) -> str:
+def advice(key: str, destination: Path) -> str:
+    """What to do about a missing file of kind ``key``, ``destination`` being the weights folder to name."""
     item = entry(key)
-    return f"put it in {destination}; get it from {item.source} (licence: {item.licence}){_or_run(key)}"
+    folder = destination / item.folder if item.folder else destination
+    return f"put it in {folder}; get it from {item.source} (licence: {item.licence}){_or_run(key)}"
 
 
 def _given(path: str | Path | None) -> Path | None:
@@ -452,17 +511,17 @@ def resolve_weights(
             wanted.insert(3, ("landmark_embedding", landmark_embedding, pick("landmark_embedding", landmark_embedding)))
     for key, explicit, path in wanted:
         if explicit is not None and not Path(explicit).is_file():
-            problems.append(f"{entry(key).purpose}: {explicit} does not exist; {_advice(key, destination)}")
+            problems.append(f"{entry(key).purpose}: {explicit} does not exist; {advice(key, destination)}")
         elif path is None:
             what = "AEG checkpoint" if key == "aeg" else entry(key).purpose
-            problems.append(f"no {what} found ({' or '.join(entry(key).patterns)}); {_advice(key, destination)}")
+            problems.append(f"no {what} found ({' or '.join(entry(key).patterns)}); {advice(key, destination)}")
     if identity == "pae":
         pairs = {pae_pair_of(p) for p in find("pae", searched)}
         absent = [name for kind, name in PAE_FILES.items() if kind not in pairs]
         if absent:
-            problems.append(f"{entry('pae').purpose}: {', '.join(absent)} not found; {_advice('pae', destination)}")
+            problems.append(f"{entry('pae').purpose}: {', '.join(absent)} not found; {advice('pae', destination)}")
     elif identity not in (None, "none", "auto") and not Path(identity).is_file():
-        problems.append(f"{entry('arcface').purpose}: {identity} does not exist; {_advice('arcface', destination)}")
+        problems.append(f"{entry('arcface').purpose}: {identity} does not exist; {advice('arcface', destination)}")
     return RunFiles(aeg_path, deca_path, flame_path, embedding_path, template_path, searched, shape_missing, problems)
 
 

@@ -11,7 +11,18 @@ from pathlib import Path
 
 import torch
 
-from .catalog import CATALOG, download_command, find, model_folder, search_folders
+from .catalog import (
+    CATALOG,
+    EVAL_FOLDER,
+    METRIC_KEYS,
+    METRICS_ONLY,
+    WeightFile,
+    download_command,
+    entry,
+    find,
+    model_folder,
+    search_folders,
+)
 
 
 def _has_module(name: str) -> bool:
@@ -50,13 +61,17 @@ def diagnose(folders: list[str | Path] | None = None) -> dict:
             "download_folder": str(model_folder()), "backends": backends(searched)}
 
 
+def _file_line(what: str, item: WeightFile, found: list[str]) -> str:
+    mark = "ok " if found else ("-- " if not item.required else "MISSING")
+    return f"  [{mark:>7}] {what}: {', '.join(found) if found else ' or '.join(item.patterns)}"
+
+
 def format_report(report: dict) -> str:
     lines = ["PASL doctor", "searched, in this order (--weights-dir, $PASL_WEIGHTS, then the default folders):"]
     lines += [f"  {folder}" + ("" if Path(folder).is_dir() else "  (does not exist)") for folder in report["searched"]]
     for item in CATALOG:
-        found = report["found"][item.key]
-        mark = "ok " if found else ("-- " if not item.required else "MISSING")
-        lines.append(f"  [{mark:>7}] {item.purpose}: {', '.join(found) if found else ' or '.join(item.patterns)}")
+        if item.key not in METRIC_KEYS:
+            lines.append(_file_line(item.purpose, item, report["found"][item.key]))
     pairs = report.get("pae_pairs", [])
     if pairs and len(pairs) < 6:
         from .pae import PAIR_KINDS
@@ -70,6 +85,11 @@ def format_report(report: dict) -> str:
     if report["missing"]:
         lines.append(f"  every file at once: `python -m pasl download all` (into {report.get('download_folder', 'the model folder')}, "
                      "or --to DIR; FLAME asks for your own flame.is.tue.mpg.de login)")
+    lines.append(f"metrics (optional; {METRICS_ONLY}):")
+    lines += [_file_line(entry(key).purpose.split(" (")[0], entry(key), report["found"][key]) for key in METRIC_KEYS]
+    if not all(report["found"][key] for key in METRIC_KEYS):
+        lines.append(f"  get them with `{download_command(METRIC_KEYS[0])}` (into "
+                     f"{Path(report.get('download_folder', 'the model folder')) / EVAL_FOLDER}, or --to DIR)")
     lines.append("backends:")
     lines += [f"  {name}: {value if value is not False else 'not available'}" for name, value in report["backends"].items()]
     return "\n".join(lines)

@@ -4,7 +4,7 @@
   "large" one the virus-scan page whose ``download-form`` leads to ``/drive/download?id=&export=
   download&confirm=t&uuid=`` (as ``drive.usercontent.google.com`` does), or the quota page;
   ``embeddedfolderview?id=`` lists a folder with Drive's ``flip-entry`` markup.
-* Plain files under ``/files/<name>`` (FAN's site, DECA's GitHub data folder).
+* Plain files under ``/files/<name>`` (FAN's site, DECA's GitHub data folder, the metric backbones' hosts).
 * The FLAME server, ``POST /flame/download.php?domain=flame&sfile=FLAME2020.zip&resume=1`` with a
   form-encoded username and password: the archive, or a login page for a wrong login.
 
@@ -197,4 +197,5 @@ class Server:
             "PASL_FLAME_DOWNLOAD_URL": f"{self.url}/flame/download.php",
             "PASL_DECA_DATA_BASE_URL": f"{self.url}/files/",
             "PASL_DOWNLOAD_BASE_URL": f"{self.url}/files/",
+            "PASL_EVAL_BASE_URL": f"{self.url}/files/",
         }

@@ -30,6 +30,10 @@ STRICT_LOADERS = {
     "landmark_embedding": ("..flame_files", "read_landmark_embedding"),
     "head_template": ("..flame_files", "read_head_template"),
     "pae": ("..pae", "load_ir50"),
+    "fid_paper": ("..eval.weights", "read_fid_paper"),
+    "fid_standard": ("..eval.weights", "read_fid_standard"),
+    "lpips_alexnet": ("..eval.weights", "read_alexnet"),
+    "lpips": ("..eval.lpips", "read_lpips_weights"),
 }
 """Catalogue kind -> (module, function) of the loader a run uses; imported only when a file is checked."""
 

@@ -44,7 +44,10 @@ class Outcome:
 
 
 def download(what: str = "all", folder: str | Path | None = None, report: Callable[[str], None] | None = None) -> Outcome:
-    """Fetch the weights of ``what`` (``all``, ``aeg``, ``deca``, ``flame``, ``pae`` or ``fan``) into ``folder``.
+    """Fetch the weights of ``what`` (``all``, ``aeg``, ``deca``, ``flame``, ``pae``, ``fan`` or ``eval``) into ``folder``.
+
+    ``all`` is every kind a reenactment can use; ``eval`` (the metric backbones of ``python -m pasl.eval``,
+    into ``eval/``) is fetched only when asked for by name.
 
     ``folder`` defaults to :func:`pasl.catalog.model_folder` (``ComfyUI/models/pasl`` inside ComfyUI,
     the per-user folder for a pip install, else the checkout's ``weights/``). Files already there and

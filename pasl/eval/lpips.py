@@ -9,7 +9,8 @@ images, so our ``[0, 1]`` images are mapped to ``2x - 1`` first. The release ave
 whole batch and uses LPIPS only as a diversity score (never called by PASL code); here it returns
 one distance per image pair.
 
-Both files come from disk only (nothing is downloaded) and are checked by sha256.
+Both files come from disk only (nothing is downloaded) and are checked by sha256; their names,
+sources and digests are the catalogue's (:mod:`pasl.catalog`, ``lpips_alexnet`` and ``lpips``).
 """
 
 from __future__ import annotations
@@ -18,18 +19,19 @@ from pathlib import Path
 
 import torch
 
+from ..catalog import download_command, entry
 from ..errors import MissingWeightError, PASLError, WeightFileError
 from .metrics import _sha256
 
 ALEXNET_FILE = {
-    "file": "alexnet-owt-7be5be79.pth",
-    "sha256_prefix": "7be5be79",  # torch hub naming: the name carries the first 8 hex digits of the sha256
-    "source": "torchvision's ImageNet AlexNet: https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+    "file": entry("lpips_alexnet").patterns[0],
+    "sha256_prefix": entry("lpips_alexnet").sha256,  # torch hub naming: the name carries the first 8 hex digits of the sha256
+    "source": entry("lpips_alexnet").source,
 }
 LPIPS_FILE = {
-    "file": "lpips_weights.ckpt",
-    "sha256": "8b641b3c88a60383027f5e3d9b14d0e8687a1b09aeeb4950ec5951813954a36a",  # the file committed in AvLab-CV/PASL
-    "source": "metrics/lpips_weights.ckpt in the PASL (AvLab-CV/PASL) or StarGAN v2 (clovaai/stargan-v2) repository",
+    "file": entry("lpips").patterns[0],
+    "sha256": entry("lpips").sha256,  # the file committed in clovaai/stargan-v2 (and AvLab-CV/PASL)
+    "source": entry("lpips").source,
 }
 LPIPS_MU = (-0.03, -0.088, -0.188)
 LPIPS_SIGMA = (0.458, 0.448, 0.450)
@@ -41,7 +43,8 @@ def _checked(path: Path, spec: dict, check_hash: bool) -> Path:
         path = path / spec["file"]
     if not path.is_file():
         raise MissingWeightError(
-            f"LPIPS weight file not found: {path}. Put {spec['file']} there (or pass its path); get it from {spec['source']}."
+            f"LPIPS weight file not found: {path}. Put {spec['file']} there (or pass its path); get it from {spec['source']}, "
+            f"or run `{download_command('lpips')}`."
         )
     if check_hash:
         digest = _sha256(path)
@@ -88,17 +91,39 @@ class StarganLPIPS(torch.nn.Module):
         return total
 
 
-def load_lpips(alexnet_path: str | Path, lpips_path: str | Path, check_hash: bool = True) -> StarganLPIPS:
-    """The release's LPIPS from two local files (a folder holding them works for either argument)."""
+def read_lpips_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The five learned layer weights of ``lpips_weights.ckpt`` at ``path``, each checked for its ``(1, C, 1, 1)`` shape
+    (a wrong shape would otherwise broadcast silently)."""
+    path = Path(path)
     from ..weights import load_pickle_weights
 
+    state = load_pickle_weights(path, expected=LPIPS_FILE["file"])
+    if not isinstance(state, dict):
+        raise WeightFileError(f"{path} is not {LPIPS_FILE['file']}: it holds a {type(state).__name__}, not a state dict.")
+    for i, channels in enumerate(LAYER_CHANNELS):
+        key = f"lpips_weights.{i}.main.1.weight"
+        if key not in state:
+            raise WeightFileError(f"{path} is not {LPIPS_FILE['file']}: it lacks {key}.")
+        shape = tuple(state[key].shape) if torch.is_tensor(state[key]) else None
+        if shape != (1, channels, 1, 1):
+            raise WeightFileError(f"{path} is not {LPIPS_FILE['file']}: its {key} has shape {shape}, expected (1, {channels}, 1, 1).")
+    return state
+
+
+def build_lpips(alexnet_path: str | Path, lpips_state: dict | None = None) -> StarganLPIPS:
+    """The LPIPS network with AlexNet's features from the file ``alexnet_path`` (strict keys and shapes) and, when
+    given, the layer weights of :func:`read_lpips_weights`; no checksum is checked here."""
+    from ..weights import load_pickle_weights
+
+    path = Path(alexnet_path)
+    try:
+        return StarganLPIPS(load_pickle_weights(path, expected=ALEXNET_FILE["file"]), lpips_state).eval()
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise WeightFileError(f"{path} does not hold torchvision's AlexNet weights: {str(err).splitlines()[0][:200]}") from None
+
+
+def load_lpips(alexnet_path: str | Path, lpips_path: str | Path, check_hash: bool = True) -> StarganLPIPS:
+    """The release's LPIPS from two local files (a folder holding them works for either argument)."""
     alex = _checked(Path(alexnet_path), ALEXNET_FILE, check_hash)
     lp = _checked(Path(lpips_path), LPIPS_FILE, check_hash)
-    lpips_state = load_pickle_weights(lp, expected=LPIPS_FILE["file"])
-    missing = [f"lpips_weights.{i}.main.1.weight" for i in range(5) if f"lpips_weights.{i}.main.1.weight" not in lpips_state]
-    if missing:
-        raise WeightFileError(f"{lp} is not {LPIPS_FILE['file']}: it lacks {missing[0]}.")
-    try:
-        return StarganLPIPS(load_pickle_weights(alex, expected=ALEXNET_FILE["file"]), lpips_state).eval()
-    except RuntimeError as err:
-        raise WeightFileError(f"{alex} or {lp} does not fit AlexNet / LPIPS: {str(err).splitlines()[0][:200]}") from None
+    return build_lpips(alex, read_lpips_weights(lp))

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..catalog import download_command, entry
 from ..errors import MissingWeightError, PASLError, WeightFileError
 from ..rotations import axis_angle_to_angles, axis_angle_to_matrix
 
@@ -198,21 +199,15 @@ def feature_statistics(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return array.mean(0), np.cov(array, rowvar=False)
 
 
+FID_KEYS = {"paper": "fid_paper", "standard": "fid_standard"}
+"""The catalogue kind (:mod:`pasl.catalog`) of each flavour's backbone file."""
 FID_BACKBONES = {
-    "paper": {
-        "file": "inception_v3_google-0cc3c7bd.pth",
-        "sha256_prefix": "0cc3c7bd",
-        "source": "torchvision's ImageNet Inception-v3 (IMAGENET1K_V1): https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
-    },
-    "standard": {
-        "file": "pt_inception-2015-12-05-6726825d.pth",
-        "sha256_prefix": "6726825d",
-        "source": "pytorch-fid's FID Inception weights: https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
-    },
+    flavour: {"file": entry(key).patterns[0], "sha256_prefix": entry(key).sha256, "source": entry(key).source}
+    for flavour, key in FID_KEYS.items()
 }
-"""Backbone files by flavour. The full sha256 of these files was not found in any source we could read; both
-names follow torch hub's convention that the 8 hex digits in the name are the start of the file's sha256
-(what ``torch.hub`` checks with ``check_hash``), so that prefix is what we check."""
+"""Backbone files by flavour, read from the catalogue. The full sha256 of these files was not found in any source we
+could read; both names follow torch hub's convention that the 8 hex digits in the name are the start of the file's
+sha256 (what ``torch.hub`` checks with ``check_hash``), so that prefix is what we check."""
 
 
 def _sha256(path: Path) -> str:
@@ -339,7 +334,8 @@ def load_fid_backbone(flavour: Literal["paper", "standard"], path: str | Path, c
         path = path / spec["file"]
     if not path.is_file():
         raise MissingWeightError(
-            f"FID backbone not found: {path}. Put {spec['file']} there (or pass its path); get it from {spec['source']}."
+            f"FID backbone not found: {path}. Put {spec['file']} there (or pass its path); get it from {spec['source']}, "
+            f"or run `{download_command(FID_KEYS[flavour])}`."
         )
     if check_hash and not _sha256(path).startswith(spec["sha256_prefix"]):
         raise WeightFileError(f"{path} is not {spec['file']}: its sha256 does not start with {spec['sha256_prefix']}.")
@@ -371,7 +367,7 @@ def fid(features_a: torch.Tensor, features_b: torch.Tensor, method: Literal["aut
 
 
 __all__ = [
-    "FID_BACKBONES", "OUTER_EYE_CORNERS", "PaperInception", "StandardInception", "expression_error", "feature_statistics", "fid",
-    "fid_features", "frechet_distance", "landmark_distance", "load_fid_backbone", "official_ssim_range", "paper_fid_preprocess",
+    "FID_BACKBONES", "FID_KEYS", "OUTER_EYE_CORNERS", "PaperInception", "StandardInception", "expression_error", "feature_statistics",
+    "fid", "fid_features", "frechet_distance", "landmark_distance", "load_fid_backbone", "official_ssim_range", "paper_fid_preprocess",
     "pose_errors", "psnr", "ssim_official",
 ]
