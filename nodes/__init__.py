@@ -15,6 +15,7 @@ def node_list() -> list:
     from .generate import PASLGenerate
     from .identity import PASLIdentityScore
     from .load_models import PASLLoadModels
+    from .metrics import PASLMetrics
     from .paste_back import PASLPasteBack
     from .reenact import PASLReenact
     from .render import PASLShapeRender
@@ -32,4 +33,5 @@ def node_list() -> list:
         PASLReenact,
         PASLIdentityScore,
         PASLAnimatePortrait,
+        PASLMetrics,
     ]

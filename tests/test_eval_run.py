@@ -17,8 +17,9 @@ import torch
 from PIL import Image
 
 from pasl.errors import PASLError
+from pasl.eval.lpips import StarganLPIPS
 from pasl.eval.measure import measure_crops, measure_photos
-from pasl.eval.metrics import ssim_official
+from pasl.eval.metrics import fid, fid_features, ssim_official
 from pasl.eval.pairs import Pair, read_pairs
 from pasl.eval.report import read_crops, score_run, write_results
 from pasl.eval.runner import RunLayout, checkpoint_tag, generate_pairs
@@ -134,9 +135,27 @@ def _yaw(models, crops: torch.Tensor) -> torch.Tensor:
     return face_yaw(shape_codes(models.shape_encoder, crops, crop_landmarks="redetect", detector=ScriptedDetector()))
 
 
+class _TinyBackbone(torch.nn.Module):
+    """An FID feature extractor in miniature (2 features, so a covariance of 3 images is not singular)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 5, stride=4)
+
+    @staticmethod
+    def preprocess(images: torch.Tensor) -> torch.Tensor:
+        return images
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.conv(x)).mean(dim=(2, 3))
+
+
 def test_scores_equal_independently_computed_values(models, finished_run, tmp_path):
     pairs, layout = finished_run
-    results = score_run(MetricModels(models.shape_encoder, ScriptedDetector()), layout, pairs, batch_size=2)
+    torch.manual_seed(0)
+    lpips, inception = StarganLPIPS().eval(), _TinyBackbone()  # random weights, tiny features: the wiring is checked here
+    metric = MetricModels(models.shape_encoder, ScriptedDetector(), lpips=lpips, fid={"paper": inception})
+    results = score_run(metric, layout, pairs, batch_size=2)
     assert results.scored == 3 and results.missing == 0
     rows = {r["index"]: r for r in results.per_pair}
     for i, pair in enumerate(pairs):
@@ -151,6 +170,11 @@ def test_scores_equal_independently_computed_values(models, finished_run, tmp_pa
             mse = float(((fake.double() - gt) ** 2).mean())
             assert rows[i]["psnr"] == pytest.approx(10 * math.log10(1 / mse), rel=1e-9)
             assert rows[i]["ssim"] == pytest.approx(float(ssim_official(fake.double(), gt, data_range=2.0)[0]), rel=1e-9)
+            with torch.no_grad():
+                assert rows[i]["lpips"] == pytest.approx(float(lpips(fake, gt.float())[0]), rel=1e-4)
+    fakes = read_crops([layout.file("fake", i) for i in range(3)])
+    sources = read_crops([layout.file("source", i) for i in range(3)])
+    assert results.summary["fid_paper"]["mean"] == pytest.approx(fid(fid_features(fakes, inception), fid_features(sources, inception)))
     for name in ("ard", "ssim", "psnr", "exp_l1"):
         finite = [r[name] for r in results.per_pair if r[name] is not None]
         assert results.summary[name]["mean"] == pytest.approx(sum(finite) / len(finite)) and results.summary[name]["n"] == len(finite)

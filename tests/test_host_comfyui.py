@@ -42,6 +42,7 @@ CONTRACT = {
     "PASLIdentityScore": ("PASL Identity Score", ["FLOAT", "STRING"]),
     "PASLShapeEdit": ("PASL Shape Edit", ["PASL_SHAPE", "IMAGE", "MASK"]),
     "PASLAnimatePortrait": ("PASL Animate Portrait", ["IMAGE", "IMAGE", "STRING"]),
+    "PASLMetrics": ("PASL Metrics", ["STRING", "FLOAT", "FLOAT"]),
 }
 """node id -> (display name, output types) the workflows and users rely on."""
 LOADER, GENERATE, SAVE = "1", "6", "7"
@@ -327,6 +328,8 @@ class TestExampleWorkflows:
         result = _run_example(faces, "photo_to_photo")
         (report,) = result.history["outputs"]["15"]["text"]  # PreviewAny of PASL Identity Score's report
         assert report.startswith("identity (PAE-CSIM to the source") and "over 1 of 1 faces" in report
+        (metrics,) = result.history["outputs"]["17"]["text"]  # PreviewAny of PASL Metrics' table
+        assert metrics.startswith("### PASL Metrics: 1 faces") and "| ard |" in metrics and "| pae_csim |" in metrics
         (result,) = _outputs(faces, "reenacted")
         driving = np.asarray(Image.open(faces.base / "input" / "driving.png").convert("RGB")).astype(int)
         pixels = np.asarray(Image.open(result)).astype(int)

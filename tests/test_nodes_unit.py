@@ -13,6 +13,7 @@ module imported from it (and the pack) is dropped afterwards.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -108,7 +109,7 @@ def host(tmp_path_factory, pae_folder) -> Host:
 
         real_detector = sys.modules[f"{PACK}.nodes.host"].detector
         with pytest.MonkeyPatch.context() as patch:
-            for module in ("align", "reenact", "animate", "host"):  # host.crop_detector serves Shape Recompose, Edit and Encode
+            for module in ("align", "reenact", "animate", "metrics", "host"):  # host.crop_detector serves Shape Recompose, Edit and Encode
                 patch.setattr(sys.modules[f"{PACK}.nodes.{module}"], "detector", detector)
             yield Host(nodes, base, sys.modules[PACK], io, double_execution.run_node, double_execution.validate,
                        double_execution.fingerprint, mm, comfy.utils, folder_paths, backends, scripted, real_detector)
@@ -360,6 +361,34 @@ class TestIdentityScore:
     def test_an_empty_identity_is_explained(self, host, models, generated):
         with pytest.raises(ValueError, match="identity input is empty"):
             host.run(host.node("PASLIdentityScore"), models=models[0], identity=None, faces=generated[0], protocol="fixed")
+
+
+# ----------------------------------------------------------------------------------------- Metrics
+class TestMetrics:
+    def test_equals_the_library_scores(self, host, models, generated, aligned, source_aligned):
+        run = host.run(host.node("PASLMetrics"), models=models[0], results=generated[0], drivers=aligned[0],
+                       sources=source_aligned[0], backend="auto", protocol="fixed")
+        report, csim, ard = run.outputs
+        scores = host.pack_module("pasl.eval.scores")
+        library = _library_models(models)
+        metric = scores.MetricModels(library.shape_encoder, host.detector, pae=library.pae)
+        with torch.inference_mode():
+            expected = scores.score_faces(metric, generated[0].movedim(-1, 1), aligned[0].movedim(-1, 1),
+                                          source_aligned[0].movedim(-1, 1).expand(3, -1, -1, -1))
+        assert csim == pytest.approx(float(expected["pae_csim"].mean()), abs=1e-5)
+        assert ard == pytest.approx(float(expected["ard"].mean()), abs=1e-4)
+        assert report.startswith("### PASL Metrics: 3 faces") and "| pae_csim |" in report and "| ssim |" not in report
+        assert run.progress[-1] == (3, 3)
+
+    def test_ground_truth_adds_pixel_metrics_and_counts_must_match(self, host, models, generated, aligned):
+        run = host.run(host.node("PASLMetrics"), models=models[0], results=generated[0], drivers=aligned[0],
+                       ground_truth=generated[0], backend="auto", protocol="fixed")
+        report, csim, _ = run.outputs
+        assert "| ssim | 1.0000 |" in report and "| psnr | n/a |" in report  # identical images: SSIM 1, PSNR infinite
+        assert math.isnan(csim)  # no sources, no identity score
+        with pytest.raises(ValueError, match="3 results but 2 drivers"):
+            host.run(host.node("PASLMetrics"), models=models[0], results=generated[0], drivers=aligned[0][:2],
+                     backend="auto", protocol="fixed")
 
 
 # ----------------------------------------------------------------------------------------- Shape Recompose + Render

@@ -54,7 +54,9 @@ NOTES = {
         "source's style; Shape Recompose puts the source's 3D face shape in the driver's pose and expression; "
         "Shape Render draws it as depth + landmark maps (saved too, to inspect); Generate paints the face; "
         "Paste Back blends it into the driving photo. With the PAE weights in models/pasl/POE/ (optional), "
-        "Identity Score rates how much the result still looks like the source (1 = same embedding)."
+        "Identity Score rates how much the result still looks like the source (1 = same embedding). PASL Metrics "
+        "scores the generated face like the paper's benchmarks: head-pose error against the driver (ARD), expression "
+        "and landmark error, identity similarity to the source."
     ),
     "photo_to_video": (
         "PASL on a video: one source photo, a driving video (core Load Video). PASL Reenact does every stage "

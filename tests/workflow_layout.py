@@ -60,7 +60,7 @@ STAGES = [
     Stage("Generate", 2, "#a1309b"),
     Stage("Video out", 2, "#b06634"),
     Stage("Paste back", 3, "#b06634"),
-    Stage("Identity score", 3, "#8AA"),
+    Stage("Scores", 3, "#8AA"),
     Stage("Other", 4, "#444"),
 ]
 """In this order, top to bottom in each column (the loaders above the shape stage keep the picture wide, not tall)."""
@@ -74,7 +74,8 @@ CLASS_STAGES = {
     "PASLShapeRender": "Shape",
     "PASLGenerate": "Generate",
     "PASLPasteBack": "Paste back",
-    "PASLIdentityScore": "Identity score",
+    "PASLIdentityScore": "Scores",
+    "PASLMetrics": "Scores",
     "PASLReenact": "Reenact",
     "CreateVideo": "Video out",
     "SaveVideo": "Video out",

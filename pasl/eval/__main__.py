@@ -113,32 +113,33 @@ def _compose(args: argparse.Namespace) -> dict:
 
 
 def _metric_models(args: argparse.Namespace, models, detector):
-    """The scoring networks: DECA and the detector from the run, identity networks and the optional
-    backbones wherever their files are found (each missing one is named once, on stderr)."""
+    """The scoring networks: DECA and the detector from the run, the identity networks it loaded, and
+    each optional backbone whose files are found (those that are not are named in one line on stderr)."""
     from .scores import MetricModels
+    from .weights import find_metric_weights, load_metric
 
     metric = MetricModels(models.shape_encoder, detector, protocol=args.protocol)
     if models.pae is not None:
-        if models.pae.single:
-            metric.arcface = models.pae
-        else:
-            metric.pae = models.pae
-    try:
-        from . import weights as metric_weights
-    except ImportError:  # the metric-weight catalogue is optional
-        return metric
-    for kind, attribute in (("arcface", "arcface"), ("lpips", "lpips"), ("fid_paper", "paper"), ("fid_standard", "standard")):
-        if attribute == "arcface" and metric.arcface is not None:
+        setattr(metric, "arcface" if models.pae.single else "pae", models.pae)
+    found = find_metric_weights(args.weights_dir)
+    wanted = {"lpips": ("lpips_alexnet", "lpips"), "fid_paper": ("fid_paper",), "fid_standard": ("fid_standard",)}
+    if metric.arcface is None:
+        wanted["arcface"] = ("arcface",)
+    absent = []
+    for kind, files in wanted.items():
+        if not all(f in found for f in files):
+            absent.append(kind)
             continue
-        try:
-            loaded = metric_weights.load_metric(kind, args.weights_dir, device=models.device)
-        except PASLError as err:
-            print(f"skipped {kind}: {err}", file=sys.stderr)
-            continue
-        if attribute in ("paper", "standard"):
-            metric.fid[attribute] = loaded
+        loaded = load_metric(kind, args.weights_dir, device=models.device)
+        if kind.startswith("fid_"):
+            metric.fid[kind.removeprefix("fid_")] = loaded
         else:
-            setattr(metric, attribute, loaded)
+            setattr(metric, kind, loaded)
+    if metric.pae is None:
+        absent.insert(0, "pae_csim (the six PAE networks: python -m pasl download pae)")
+    if absent:
+        print(f"not scored, their weights were not found: {', '.join(absent)} (metric backbones: python -m pasl download eval)",
+              file=sys.stderr)
     return metric
 
 

@@ -21,7 +21,7 @@ from ..atomic import atomic_output
 from ..imageops import read_image
 from .pairs import Pair
 from .runner import RunLayout
-from .scores import MetricModels, distribution_scores, ground_truth_scores, markdown_table, score_faces, summarise
+from .scores import MetricModels, collect, distribution_scores, ground_truth_scores, markdown_table, score_faces, summarise
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,7 @@ def score_run(models: MetricModels, layout: RunLayout, pairs: list[Pair], batch_
             record = {"index": index, "source": pair.source, "driver": pair.driver, "ground_truth": pair.ground_truth}
             record.update({name: _finite(float(v[row])) for name, v in scores.items()})
             per_pair.append(record)
-        for name, v in scores.items():
-            values.setdefault(name, []).extend(v.tolist())
+        collect(values, scores)
         if models.fid:
             fakes_all.append(fakes)
             sources_all.append(sources)

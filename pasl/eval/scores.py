@@ -158,6 +158,13 @@ def distribution_scores(models: MetricModels, fakes: torch.Tensor, sources: torc
     return scores
 
 
+def collect(values: dict[str, list[float]], scores: dict[str, torch.Tensor]) -> dict[str, list[float]]:
+    """Append one batch's :func:`score_faces` values to ``values`` (name -> every pair's value so far)."""
+    for name, batch in scores.items():
+        values.setdefault(name, []).extend(batch.tolist())
+    return values
+
+
 def summarise(values: dict[str, list[float]], totals: dict[str, float] | None = None) -> dict[str, dict]:
     """``{metric: {"mean", "n", "better", "what"}}`` over the finite per-pair values of each metric in
     :data:`METRICS` (``totals``: values already aggregated, e.g. FID, ``n`` = pairs)."""
