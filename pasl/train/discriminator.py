@@ -40,8 +40,8 @@ class Discriminator(nn.Module):
     Args:
         pool: ``1`` for ``discriminator`` (the 256 crop), ``2`` for ``discriminator2`` (all three
             inputs average-pooled by 2 first, so its output conv is 2x2).
-        base_channels, max_channels: widths (64 and 512 in the official networks; smaller widths
-            keep the key names and are for quick smoke runs only).
+        base_channels, max_channels: widths (64 and 512 in the official networks; other widths with
+            ``max_channels == 8 * base_channels`` keep the key names).
     """
 
     def __init__(self, pool: int = 1, base_channels: int = BASE_CHANNELS, max_channels: int = MAX_CHANNELS):

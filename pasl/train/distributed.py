@@ -10,6 +10,7 @@ nothing distributed is touched. Trained networks are wrapped in
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -72,13 +73,20 @@ def close_world(world: World) -> None:
         dist.destroy_process_group()
 
 
+_NO_BUFFER_SYNC = (
+    {"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    else {"broadcast_buffers": False}
+)
+"""Newer PyTorch renamed ``broadcast_buffers`` (and warns about the old name)."""
+
+
 def wrap(module: nn.Module, world: World) -> nn.Module:
     """``module`` in DDP when the world has several processes (no buffer broadcast: the AEG has no running
     statistics), else itself."""
     if not world.distributed:
         return module
     device_ids = [world.device.index] if world.device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
+    return DistributedDataParallel(module, device_ids=device_ids, **_NO_BUFFER_SYNC)
 
 
 def unwrap(module: nn.Module) -> nn.Module:

@@ -38,7 +38,7 @@ class TinyGenerator(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.from_maps = nn.Conv2d(6, WIDTH, 3, 1, 1)
+        self.from_maps = nn.Conv2d(6, WIDTH, 3, 1, 1, bias=False)  # a bias before instance norm gets no gradient
         self.norm = AdaIN(STYLE_DIM, WIDTH)
         self.to_rgb = nn.Conv2d(WIDTH, 3, 3, 1, 1)
 
