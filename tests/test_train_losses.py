@@ -146,7 +146,7 @@ class TestVGG:
         loss = VGG19Perceptual(state, normalization)
         torch.manual_seed(2)
         fake, target = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
-        plain = vgg19_features()
+        plain = vgg19_features().requires_grad_(False)
         plain.load_state_dict({k.removeprefix("features."): v for k, v in state.items()})
         mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
         std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
