@@ -66,6 +66,7 @@ def test_parse_override():
         ({"weights_dirs": "w"}, "'weights_dirs' must be a list of strings"),
         ({"flatten": "yes"}, "'flatten' must be a bool"),
         ({"pae_folder": "a", "arcface": "b", "lambda_id": 1.0}, "exclude each other"),
+        ({"conditioning": "online", "num_workers": 2}, "'num_workers' must be 0 with conditioning 'online'"),
     ],
 )
 def test_each_bad_value_is_one_sentence_naming_the_key(change, message):

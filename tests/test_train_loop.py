@@ -14,9 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from pasl.aeg_files import load_aeg
+from pasl.errors import PASLError
 from pasl.train.__main__ import main
 from pasl.train.checkpoint import checkpoint_path, init_from, latest_step
 from pasl.train.config import load_config
@@ -71,6 +73,20 @@ def test_losses_are_finite_and_fall_on_a_fixed_batch(tmp_path):
     assert history[-1]["g/l2"] < 0.7 * history[0]["g/l2"]
     assert history[-1]["g/total"] < history[0]["g/total"]
     assert trainer.step == 6 and trainer.samples_seen == 12
+
+
+def test_bf16_autocast_step_is_finite_and_close_to_fp32(tmp_path):
+    config = write_training_set(tmp_path)
+    batch = fixed_batch(tmp_path, [0, 1])
+    full = tiny_trainer(config).train_step([batch])
+    half = tiny_trainer(config, precision="bf16").train_step([batch])
+    assert all(math.isfinite(v) for v in half.values())
+    assert half["g/l2"] == pytest.approx(full["g/l2"], rel=0.05) and half["d/real"] == pytest.approx(full["d/real"], rel=0.05)
+
+
+def test_fp16_needs_cuda(tmp_path):
+    with pytest.raises(PASLError, match="fp16, which needs a CUDA device"):
+        tiny_trainer(write_training_set(tmp_path, cache=False), precision="fp16")
 
 
 def test_gradient_accumulation_equals_the_larger_batch(tmp_path):

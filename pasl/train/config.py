@@ -143,6 +143,9 @@ class TrainConfig:
             )
         if self.conditioning == "cache" and self.cache_dir is None:
             raise PASLError("config key 'cache_dir' is needed with conditioning 'cache' (the folder the maps are computed into once).")
+        if self.conditioning == "online" and self.num_workers > 0:
+            raise PASLError("config key 'num_workers' must be 0 with conditioning 'online' (the shape stage runs in the main process); "
+                            "cache the maps to use workers.")
         if self.lambda_id > 0 and self.pae_folder is None and self.arcface is None:
             raise PASLError(
                 "config key 'lambda_id' > 0 needs 'pae_folder' (the folder of POE/FF/...) or 'arcface'; give one or set lambda_id to 0."
