@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from pasl.errors import PASLError
-from pasl.train.conditioning import Conditioning, cache_conditioning, cache_path, read_cached, write_cached
+from pasl.train.conditioning import Conditioning, cache_conditioning, cache_path, csg_conditioning, read_cached, write_cached
 from pasl.train.data import PairsDataset, micro_batches, pairs_from_folder, random_resized_crop, read_pairs
 
 PAIRS_TEXT = "f0.png f1.png\nf1.png f2.png f3.png  # with a ground truth\n\nf2.png f3.png\nf3.png f0.png\nf1.png f3.png\nf2.png f0.png\n"
@@ -202,3 +202,32 @@ class TestSampler:
         dataset = PairsDataset(read_pairs(training_set / "pairs.txt"), training_set, cache_dir=training_set / "cache")
         with pytest.raises(PASLError, match="fewer than batch_size"):
             next(micro_batches(dataset, 4, world_size=2))
+
+
+def test_the_shape_stage_fills_the_cache(tmp_path):
+    """``conditioning: cache``: the shape stage (pasl.shape's calls on DECA + FLAME) draws each pair's maps once."""
+    from pasl.models import load_models
+    from pasl.shape import face_yaw, recompose_shapes, render_conditioning, shape_codes
+    from pasl.train.config import load_config
+    from pasl.train.distributed import World
+    from pasl.train.run import build_dataset
+    from pipeline_synthetic import steered_deca, weights_folder
+
+    weights = weights_folder(tmp_path / "weights")
+    steered_deca(weights / "deca_model.tar", yaw_deg=40.0)
+    models = load_models([weights])
+    config = load_config(write_training_set(tmp_path / "data", cache=False))
+    (tmp_path / "data" / "pairs.txt").write_text("f0.png f1.png\nf1.png f2.png f3.png\n")  # the shape stage takes ~2 s a pair here
+    dataset = build_dataset(config, World(0, 0, 1, torch.device("cpu")), conditioning=csg_conditioning(models))
+    assert len(list(Path(config.cache_dir).iterdir())) == len(dataset) == 2
+    item = dataset[1]
+
+    crops = torch.stack((dataset.read_image("f1.png"), dataset.read_image("f2.png")))  # pair 2: f1 f2 f3
+    with torch.no_grad():
+        shapes = shape_codes(models.shape_encoder, crops, crop_landmarks="mapped")
+        drawn, _ = recompose_shapes(models, shapes[0:1], shapes[1:2], "recompose")
+        depth, landmarks = render_conditioning(models.flame, models.faces, drawn)
+    assert float(depth.amax()) > 0.5 and float(landmarks.sum()) > 100  # a head was drawn
+    assert torch.equal(item["depth"], depth[0]) and torch.equal(item["landmarks"], landmarks[0])  # 8-bit maps: stored exactly
+    yaw = face_yaw(shapes)
+    assert float(item["yaw_source"]) == pytest.approx(float(yaw[0])) and abs(float(item["yaw_reference"]) - 40.0) < 5
