@@ -1,0 +1,143 @@
+"""A whole training run from a :class:`~pasl.train.config.TrainConfig`: assemble, (resume,) loop, save.
+
+The assembly order matters for reproducibility: every process seeds torch with ``seed`` before
+building the networks (identical initial weights), then its own ``seed + rank`` for the step's
+randomness (dropout). With ``conditioning: cache`` the missing cache entries are computed first,
+shared among the processes, before any step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import PASLError
+from .checkpoint import init_from, latest_step
+from .conditioning import ConditioningFn, cache_conditioning, cache_path, csg_conditioning
+from .config import TrainConfig
+from .data import PairsDataset, micro_batches, pairs_from_folder, read_pairs
+from .distributed import World, barrier, close_world, init_world, mean_over_world
+from .logs import TrainLog
+from .loop import Trainer, seed_everything
+from .nets import build_nets
+
+log = logging.getLogger(__name__)
+
+
+def shape_stage_conditioning(config: TrainConfig, device: torch.device) -> ConditioningFn:
+    """The CSG conditioning of the config: DECA + FLAME from ``weights_dirs`` (and the detector, if named)."""
+    from ..models import load_models
+
+    models = load_models(config.weights_dirs or None, device=device)
+    detector = None
+    if config.detector is not None:
+        from ..align.detect import make_detector
+
+        detector = make_detector(config.detector, weights_dir=config.weights_dirs or None)
+    return csg_conditioning(
+        models, mode=config.recompose_mode, flatten=config.flatten, crop_landmarks="redetect" if detector else "mapped", detector=detector
+    )
+
+
+def build_dataset(config: TrainConfig, world: World, conditioning: ConditioningFn | None = None) -> PairsDataset:
+    """The run's pairs with their maps; with ``conditioning: cache``, missing entries are computed now (by all
+    processes, each a share). ``conditioning`` replaces the shape stage (tests, custom renderers)."""
+    if config.pairs is not None:
+        pairs, root = read_pairs(config.pairs), Path(config.root or Path(config.pairs).parent)
+    else:
+        pairs, root = pairs_from_folder(config.images, config.max_pairs, config.seed), Path(config.root or config.images)
+    options = {"randcrop_prob": config.randcrop_prob, "seed": config.seed}
+    if config.conditioning == "online":
+        return PairsDataset(pairs, root, conditioning=conditioning or shape_stage_conditioning(config, world.device), **options)
+    dataset = PairsDataset(pairs, root, cache_dir=config.cache_dir, **options)
+    missing = sum(not cache_path(config.cache_dir, p.source, p.driver).is_file() for p in pairs)
+    if missing:
+        log.info("computing the conditioning of %d pairs into %s", missing, config.cache_dir)
+        cache_conditioning(dataset, conditioning or shape_stage_conditioning(config, world.device), config.cache_dir,
+                           rank=world.rank, world_size=world.size)
+    barrier(world)
+    return dataset
+
+
+def loss_networks(config: TrainConfig) -> tuple[torch.nn.Module | None, object | None]:
+    """``(vgg, pae)`` for the loss terms whose weight is > 0 (None otherwise)."""
+    vgg = pae = None
+    if config.lambda_vgg > 0:
+        from .vgg import VGG19Perceptual, load_vgg19_state
+
+        vgg = VGG19Perceptual(load_vgg19_state(config.vgg19_weights, check_hash=config.vgg_check_hash), config.vgg_normalization)
+    if config.lambda_id > 0:
+        from ..pae import load_pae
+
+        pae = load_pae(arcface=config.arcface) if config.arcface else load_pae([config.pae_folder])
+    return vgg, pae
+
+
+@dataclass(frozen=True)
+class RunResult:
+    step: int
+    output_dir: Path
+    last_losses: dict[str, float]
+
+
+def make_trainer(config: TrainConfig, world: World, resume: str | Path | None = None) -> Trainer:
+    """Networks (fresh, fine-tuned from ``init_from``, or resumed from ``resume``), loss networks and optimisers."""
+    seed_everything(config.seed)  # the same initial weights in every process
+    nets, ema = build_nets(config.model)
+    resume_step = None
+    if resume is not None:
+        resume_step = latest_step(resume)
+        if resume_step is None:
+            raise PASLError(f"--resume {resume}: no complete checkpoint ({{step}}_nets.ckpt, _nets_ema.ckpt, _optims.ckpt) in that folder.")
+    elif config.init_from is not None:
+        filled = init_from(config.init_from, nets, ema)
+        log.info("fine-tuning from %s (%s)", config.init_from, ", ".join(filled))
+    vgg, pae = loss_networks(config)
+    trainer = Trainer(nets, ema, config, world, vgg, pae)
+    if resume_step is not None:
+        trainer.load(resume, resume_step)
+        log.info("resumed from %s at step %d", resume, trainer.step)
+    else:
+        trainer.seed()
+    return trainer
+
+
+def train(config: TrainConfig, world: World, resume: str | Path | None = None, conditioning: ConditioningFn | None = None,
+          dry_run: bool = False) -> RunResult:
+    """Run (or, with ``dry_run``, only assemble and read the first pair) until ``total_steps``; checkpoints every
+    ``save_every`` steps and at the end."""
+    dataset = build_dataset(config, world, conditioning)
+    trainer = make_trainer(config, world, resume)
+    output = Path(config.output_dir)
+    if dry_run:
+        sample = dataset[0]
+        log.info("dry run: %d pairs, first pair's maps %s, %d processes on %s; nothing trained",
+                 len(dataset), tuple(sample["depth"].shape), world.size, world.device)
+        return RunResult(trainer.step, output, {})
+    start = trainer.samples_seen // (config.batch_size * world.size)
+    batches = micro_batches(dataset, config.batch_size, rank=world.rank, world_size=world.size, seed=config.seed,
+                            start=start, num_workers=config.num_workers)
+    losses: dict[str, float] = {}
+    with TrainLog(output, config.log) if world.is_main else contextlib.nullcontext() as train_log:
+        while trainer.step < config.total_steps:
+            losses = trainer.train_step([next(batches) for _ in range(config.grad_accum)])
+            if trainer.step % config.log_every == 0 or trainer.step == config.total_steps:
+                losses = mean_over_world(losses, world)
+                if train_log is not None:
+                    train_log.write(trainer.step, losses)
+            if trainer.step % config.save_every == 0 or trainer.step == config.total_steps:
+                trainer.save(output)
+    return RunResult(trainer.step, output, losses)
+
+
+def run(config: TrainConfig, resume: str | Path | None = None, dry_run: bool = False) -> RunResult:
+    """:func:`train` in this process's world (``torchrun``'s, or one process), closed afterwards."""
+    world = init_world(config.device)
+    try:
+        return train(config, world, resume, dry_run=dry_run)
+    finally:
+        close_world(world)
