@@ -458,12 +458,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "with your own flame.is.tue.mpg.de login (asked for, or $PASL_FLAME_USERNAME / $PASL_FLAME_PASSWORD; "
                     "never stored); pae: the six PAE networks; fan: the optional FAN detector; all: every one of these. eval "
                     "(never part of all): the metric backbones of `python -m pasl.eval` and the PASL Metrics node (FID "
-                    "Inception-v3 paper and standard, LPIPS AlexNet and weights) into eval/. Interrupted downloads resume; "
+                    "Inception-v3 paper and standard, LPIPS AlexNet and weights) into eval/; train (never part of all): the VGG19 "
+                    "of `python -m pasl.train`'s perceptual loss into train/. Interrupted downloads resume; "
                     "files already there and valid are kept; downloads.json records each file's source and sha256.",
         epilog="Each file is under its owner's licence, most for non-commercial research use only (see weights/README.md).",
     )
-    fetch.add_argument("what", nargs="?", default="all", choices=["all", "aeg", "deca", "flame", "pae", "fan", "eval"],
-                       help="what to fetch (default: all; eval only when named)")
+    fetch.add_argument("what", nargs="?", default="all", choices=["all", "aeg", "deca", "flame", "pae", "fan", "eval", "train"],
+                       help="what to fetch (default: all; eval and train only when named)")
     fetch.add_argument("--to", default=None, metavar="DIR",
                        help="weights folder (default: the first folder model discovery searches, e.g. ComfyUI/models/pasl)")
     fetch.set_defaults(run=_download)

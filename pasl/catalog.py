@@ -61,11 +61,18 @@ def torch_hub_prefix(name: str) -> str:
     return re.search(r"-([0-9a-f]{8,})\.", name).group(1)
 
 
-def _metric_file(key: str, url: str, what: str, purpose: str, licence: str, sha256: str = "") -> WeightFile:
-    """A metric backbone with a direct download: its name is the last part of ``url``."""
+TRAIN_FOLDER = "train"
+"""Where the training-only networks go in a weights folder."""
+TRAINING_ONLY = "used only by `python -m pasl.train`"
+
+
+def _metric_file(key: str, url: str, what: str, purpose: str, licence: str, sha256: str = "", *, folder: str = EVAL_FOLDER,
+                 used_by: str = METRICS_ONLY) -> WeightFile:
+    """A backbone with a direct download (metrics, or training with ``folder=TRAIN_FOLDER``): its name is the last
+    part of ``url``."""
     name = url.rsplit("/", 1)[-1]
-    return WeightFile(key, (name,), f"{purpose} ({METRICS_ONLY})", f"{what}: {url}", licence, required=False, url=url,
-                      sha256=sha256 or torch_hub_prefix(name), folder=EVAL_FOLDER)
+    return WeightFile(key, (name,), f"{purpose} ({used_by})", f"{what}: {url}", licence, required=False, url=url,
+                      sha256=sha256 or torch_hub_prefix(name), folder=folder)
 
 
 CATALOG: tuple[WeightFile, ...] = (
@@ -158,6 +165,15 @@ CATALOG: tuple[WeightFile, ...] = (
         "CC BY-NC 4.0 (StarGAN v2 repository licence)",
         sha256="8b641b3c88a60383027f5e3d9b14d0e8687a1b09aeeb4950ec5951813954a36a",
     ),
+    _metric_file(
+        "vgg19",
+        "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+        "torchvision's ImageNet VGG19",
+        "VGG19 features for the training's perceptual loss",
+        "BSD-3 (torchvision weights)",
+        folder=TRAIN_FOLDER,
+        used_by=TRAINING_ONLY,
+    ),
 )
 
 
@@ -169,7 +185,8 @@ def entry(key: str) -> WeightFile:
 
 
 DOWNLOAD_KINDS = {"aeg": "aeg", "deca": "deca", "landmark_embedding": "deca", "head_template": "deca", "flame": "flame",
-                  "pae": "pae", "fan": "fan", **{item.key: "eval" for item in CATALOG if item.folder == EVAL_FOLDER}}
+                  "pae": "pae", "fan": "fan", **{item.key: "eval" for item in CATALOG if item.folder == EVAL_FOLDER},
+                  **{item.key: "train" for item in CATALOG if item.folder == TRAIN_FOLDER}}
 """The ``python -m pasl download`` argument that fetches each kind (the ArcFace network has none)."""
 METRIC_KEYS = tuple(key for key, kind in DOWNLOAD_KINDS.items() if kind == "eval")
 """The metric backbones (``python -m pasl download eval``), in catalogue order."""

@@ -1,6 +1,9 @@
 """The benchmark command runs and reports what it promises (timings are not asserted)."""
 
 import json
+import math
+
+import pytest
 
 from pasl.bench import main
 from shared_assets import skip_or_fail
@@ -138,3 +141,14 @@ def test_stage_timer_charges_nested_stages_once():
     assert timer.total_ms() <= elapsed_ms  # exclusive: the inner time is not counted in the outer stage too
     timer.reset()
     assert timer.ms == {} and timer.calls == {}
+
+
+def test_train_bench_times_steps_by_batch_size(tmp_path, capsys):
+    out = tmp_path / "train.json"
+    assert main(["train", "--model", "tiny", "--batches", "1,2", "--repeat", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "train" and result["model"] == "tiny" and [r["batch"] for r in result["rows"]] == [1, 2]
+    for row in result["rows"]:
+        assert row["s_per_step"] > 0 and row["images_per_s"] == pytest.approx(row["batch"] / row["s_per_step"])
+        assert math.isfinite(row["g_total"])
+    assert "s_per_step" in capsys.readouterr().out

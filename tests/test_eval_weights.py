@@ -264,7 +264,8 @@ def test_help_lists_eval_apart_from_all(capsys):
     with pytest.raises(SystemExit):
         cli(["download", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "{all,aeg,deca,flame,pae,fan,eval}" in text and "eval (never part of all)" in text
+    assert "{all,aeg,deca,flame,pae,fan,eval,train}" in text and "eval (never part of all)" in text
+    assert "train (never part of all)" in text
 
 
 # ---------------------------------------------------------------------------------------------- doctor

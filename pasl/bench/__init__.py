@@ -277,9 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .gpu_check import add_parser as add_gpu_check
     from .pipeline import add_parser as add_pipeline
+    from .train import add_parser as add_train
 
     add_pipeline(commands)
     add_gpu_check(commands)
+    add_train(commands)
     return parser
 
 

@@ -22,7 +22,7 @@ from .manifest import MANIFEST
 from .sources import BASE_URL_ENV, DECA_DATA_URL_ENV, EVAL_URL_ENV, EXTRA_KINDS, FAN_BASE_URL, KINDS, default_base_url
 
 CHOICES = ("all", *KINDS, *EXTRA_KINDS)
-"""What the command line accepts (``all`` is :data:`KINDS`, without the metric backbones of ``eval``)."""
+"""What the command line accepts (``all`` is :data:`KINDS`, without ``eval``'s metric backbones and ``train``'s VGG19)."""
 URL_ENVS = (DRIVE_URL_ENV, FLAME_URL_ENV, DECA_DATA_URL_ENV, BASE_URL_ENV, EVAL_URL_ENV)
 """The host overrides (tests, mirrors)."""
 

@@ -13,7 +13,8 @@ Sources, with the environment variable that replaces each host (for tests or a m
   out of ``FLAME2020.zip``;
 * for ``eval`` only (never part of ``all``), the metric backbones' own addresses (``PASL_EVAL_BASE_URL``,
   one folder holding the four files by name): torchvision's and pytorch-fid's Inception-v3, torchvision's
-  AlexNet and StarGAN v2's ``lpips_weights.ckpt``, into ``eval/``, checked against their sha256 (prefix).
+  AlexNet and StarGAN v2's ``lpips_weights.ckpt``, into ``eval/``, checked against their sha256 (prefix);
+* for ``train`` only, torchvision's VGG19 (the training's perceptual loss) the same way, into ``train/``.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from . import drive, flame
 
 KINDS = ("aeg", "deca", "flame", "pae", "fan")
 """What ``all`` fetches, in this order (the required files first): everything reenactment can use."""
-EXTRA_KINDS = ("eval",)
-"""What can be asked for by name only: the metric backbones of ``python -m pasl.eval``, never needed to reenact."""
+EXTRA_KINDS = ("eval", "train")
+"""What can be asked for by name only, never needed to reenact: the metric backbones of ``python -m pasl.eval``, the
+loss network of ``python -m pasl.train``."""
 
 AEG_DEMO_FOLDER = "1yHrOIKB0cttrDxHeAN5Yh8KOjGy3CNHy"
 """The authors' "Demo Pretrained Model" folder (``204000_nets_ema.ckpt``)."""
@@ -45,15 +47,17 @@ BASE_URL_ENV = "PASL_DOWNLOAD_BASE_URL"
 """Replaces :data:`FAN_BASE_URL` (a mirror with the same file names, or a local server in tests)."""
 FAN_FILES = ("s3fd-619a316812.pth", "2DFAN4-11f355bf06.pth.tar")
 EVAL_URL_ENV = "PASL_EVAL_BASE_URL"
-"""Replaces the hosts of the metric backbones: a folder holding the four files under their names."""
+"""Replaces the hosts of the metric backbones and of VGG19: a folder holding the files under their names."""
 EVAL_FILES = tuple(entry(key) for key in METRIC_KEYS)
 """The catalogue entries ``eval`` fetches (each from its own ``url``)."""
+TRAIN_FILES = (entry("vgg19"),)
+"""The catalogue entries ``train`` fetches (the same way, through the same mirror variable)."""
 
 EXPECTED_SHA256 = {
     "landmark_embedding.npy": "8095348eeafce5a02f6bd8765146307f9567a3f03b316d788a2e47336d667954",
     "head_template.obj": "dd5bfbce75adb99b1963f43bca7ec3557bd4a7321f8fc515f4100599e80d99f2",
     **{f"face_alignment/{name}": re.search(r"-([0-9a-f]{8,})\.", name).group(1) for name in FAN_FILES},
-    **{f"{item.folder}/{item.patterns[0]}": item.sha256 for item in EVAL_FILES},
+    **{f"{item.folder}/{item.patterns[0]}": item.sha256 for item in EVAL_FILES + TRAIN_FILES},
 }
 """The sha256 (or, for FAN and torch hub names, the prefix in the name) a file must have, by path; files not listed
 are checked by loading."""
@@ -141,10 +145,10 @@ def plan(kind: str) -> list[Job]:
     if kind == "fan":
         base = default_base_url()
         return [(Source("url", base + name), [Target("fan", f"face_alignment/{name}")]) for name in FAN_FILES]
-    if kind == "eval":
+    if kind in ("eval", "train"):
         mirror = _base(EVAL_URL_ENV, "") if os.environ.get(EVAL_URL_ENV, "").strip() else None
         return [(Source("url", mirror + item.patterns[0] if mirror else item.url), [Target(item.key, f"{item.folder}/{item.patterns[0]}")])
-                for item in EVAL_FILES]
+                for item in (EVAL_FILES if kind == "eval" else TRAIN_FILES)]
     raise ValueError(f"unknown download {kind!r}; choose one of all, {', '.join(KINDS + EXTRA_KINDS)}")
 
 

@@ -40,7 +40,12 @@ class TrainConfig:
     ``recompose_mode``, ``flatten``, ``randcrop_prob``, ``max_pairs`` (for ``images``), ``num_workers``.
 
     Networks: ``model`` (``"official"`` AEG, or ``"tiny"`` stand-ins for smoke runs), ``init_from``
-    (a ``{step}_nets_ema.ckpt`` or ``{step}_nets.ckpt`` to fine-tune from).
+    (a ``{step}_nets_ema.ckpt`` or ``{step}_nets.ckpt`` to fine-tune from; ``"auto"``: the AEG checkpoint found in
+    the weight folders, as the reenactment finds it).
+
+    Files left out are found like every weight file (``weights_dirs``, ``$PASL_WEIGHTS``, ``ComfyUI/models/pasl``,
+    the pack's ``weights/``): ``vgg19_weights`` (``train/vgg19-dcbb9e9d.pth``, ``python -m pasl download train``),
+    the PAE networks (``POE/...``); ``cache_dir`` defaults to ``<output_dir>/conditioning``.
 
     Optimisation: ``batch_size`` (per process), ``grad_accum``, ``total_steps``, ``lr``, ``beta1``,
     ``beta2``, ``weight_decay``, ``ema_beta``, ``precision``, ``seed``, ``device``.
@@ -100,6 +105,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.validate()
+        if self.conditioning == "cache" and self.cache_dir is None:
+            self.cache_dir = str(Path(self.output_dir) / "conditioning")
 
     @property
     def loss_weights(self) -> LossWeights:
@@ -141,19 +148,9 @@ class TrainConfig:
             raise PASLError(
                 "the config needs exactly one of 'pairs' (a 'src ref [gt]' list file) and 'images' (a folder of one person's crops)."
             )
-        if self.conditioning == "cache" and self.cache_dir is None:
-            raise PASLError("config key 'cache_dir' is needed with conditioning 'cache' (the folder the maps are computed into once).")
         if self.conditioning == "online" and self.num_workers > 0:
             raise PASLError("config key 'num_workers' must be 0 with conditioning 'online' (the shape stage runs in the main process); "
                             "cache the maps to use workers.")
-        if self.lambda_id > 0 and self.pae_folder is None and self.arcface is None:
-            raise PASLError(
-                "config key 'lambda_id' > 0 needs 'pae_folder' (the folder of POE/FF/...) or 'arcface'; give one or set lambda_id to 0."
-            )
-        if self.lambda_vgg > 0 and self.vgg19_weights is None:
-            raise PASLError(
-                "config key 'lambda_vgg' > 0 needs 'vgg19_weights' (vgg19-dcbb9e9d.pth or its folder); give it or set lambda_vgg to 0."
-            )
         if self.pae_folder is not None and self.arcface is not None:
             raise PASLError("config keys 'pae_folder' and 'arcface' exclude each other; give the six PAE networks or one ArcFace IR-50.")
 
@@ -237,7 +234,7 @@ def load_config(path: str | Path | None = None, *, preset: str | None = None, ov
 
 
 def _relative_to(base: Path, key: str, value: Any) -> Any:
-    if key in PATH_KEYS and isinstance(value, str) and not Path(value).is_absolute():
+    if key in PATH_KEYS and isinstance(value, str) and value != "auto" and not Path(value).is_absolute():
         return str(base / value)
     if key == "weights_dirs" and isinstance(value, list):
         return [str(base / v) if isinstance(v, str) and not Path(v).is_absolute() else v for v in value]
@@ -258,7 +255,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 PRESETS: dict[str, dict[str, Any]] = {
     "finetune-person": {
         "images": None,
-        "init_from": None,
+        "init_from": "auto",
         "conditioning": "cache",
         "batch_size": 4,
         "total_steps": 2000,
@@ -269,7 +266,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_pairs": 5000,
     },
 }
-"""``finetune-person``: adapt the released model to one person's crops (``images``: their folder, ``init_from``:
-the ``{step}_nets_ema.ckpt``), with the release's losses at a tenth of its learning rate for 2000 steps.
-Give ``images``, ``init_from``, ``cache_dir``, ``output_dir``, ``vgg19_weights`` and ``pae_folder`` (or set their
-lambdas to 0) with ``--set``."""
+"""``finetune-person``: adapt the released model (the AEG checkpoint found in the weight folders) to one person's
+crops (``images``: their folder), with the release's losses at a tenth of its learning rate for 2000 steps. The
+VGG19 and PAE networks are found in the weight folders (or their lambdas set to 0)."""

@@ -43,13 +43,32 @@ def shape_stage_conditioning(config: TrainConfig, device: torch.device) -> Condi
     )
 
 
+def crops_for_training(config: TrainConfig, world: World) -> Path:
+    """``images`` as 256 crops: the folder itself, or its photos aligned once into ``<output_dir>/crops`` (by the
+    first process; the others wait for it)."""
+    from .crops import prepare_crops
+
+    out = Path(config.output_dir) / "crops"
+
+    def detector():
+        from ..align.detect import make_detector
+
+        return make_detector(config.detector or "auto", weights_dir=config.weights_dirs or None)
+
+    if world.is_main:
+        folder = prepare_crops(config.images, out, detector)
+    barrier(world)
+    return folder if world.is_main else prepare_crops(config.images, out, detector)  # finds the crops made (faceless photos again)
+
+
 def build_dataset(config: TrainConfig, world: World, conditioning: ConditioningFn | None = None) -> PairsDataset:
     """The run's pairs with their maps; with ``conditioning: cache``, missing entries are computed now (by all
     processes, each a share). ``conditioning`` replaces the shape stage (tests, custom renderers)."""
     if config.pairs is not None:
         pairs, root = read_pairs(config.pairs), Path(config.root or Path(config.pairs).parent)
     else:
-        pairs, root = pairs_from_folder(config.images, config.max_pairs, config.seed), Path(config.root or config.images)
+        folder = crops_for_training(config, world)
+        pairs, root = pairs_from_folder(folder, config.max_pairs, config.seed), Path(config.root or folder)
     options = {"randcrop_prob": config.randcrop_prob, "seed": config.seed}
     if config.conditioning == "online":
         return PairsDataset(pairs, root, conditioning=conditioning or shape_stage_conditioning(config, world.device), **options)
@@ -63,17 +82,36 @@ def build_dataset(config: TrainConfig, world: World, conditioning: ConditioningF
     return dataset
 
 
+def found_weight(config: TrainConfig, key: str, what: str, otherwise: str = "") -> Path:
+    """The first file of catalogue kind ``key`` in the config's weight folders (then the default ones), or one
+    :class:`~pasl.errors.MissingWeightError` sentence saying where to put it and how to get it."""
+    from ..catalog import find, search_folders, where_to_get
+    from ..errors import MissingWeightError
+
+    searched = search_folders(config.weights_dirs or None)
+    found = find(key, searched)
+    if not found:
+        raise MissingWeightError(f"{what} not found (searched {', '.join(map(str, searched))}). {where_to_get(key)}{otherwise}")
+    return found[0]
+
+
 def loss_networks(config: TrainConfig) -> tuple[torch.nn.Module | None, object | None]:
-    """``(vgg, pae)`` for the loss terms whose weight is > 0 (None otherwise)."""
+    """``(vgg, pae)`` for the loss terms whose weight is > 0 (None otherwise); files not named in the config are
+    found in the weight folders."""
     vgg = pae = None
     if config.lambda_vgg > 0:
-        from .vgg import VGG19Perceptual, load_vgg19_state
+        from .vgg import VGG19_FILE, VGG19Perceptual, load_vgg19_state
 
-        vgg = VGG19Perceptual(load_vgg19_state(config.vgg19_weights, check_hash=config.vgg_check_hash), config.vgg_normalization)
+        path = config.vgg19_weights or found_weight(config, "vgg19", f"{VGG19_FILE} (the perceptual loss)",
+                                                          " Or set lambda_vgg to 0.")
+        vgg = VGG19Perceptual(load_vgg19_state(path, check_hash=config.vgg_check_hash), config.vgg_normalization)
     if config.lambda_id > 0:
         from ..pae import load_pae
 
-        pae = load_pae(arcface=config.arcface) if config.arcface else load_pae([config.pae_folder])
+        if config.arcface:
+            pae = load_pae(arcface=config.arcface)
+        else:
+            pae = load_pae([config.pae_folder] if config.pae_folder else (config.weights_dirs or None))
     return vgg, pae
 
 
@@ -94,8 +132,9 @@ def make_trainer(config: TrainConfig, world: World, resume: str | Path | None = 
         if resume_step is None:
             raise PASLError(f"--resume {resume}: no complete checkpoint ({{step}}_nets.ckpt, _nets_ema.ckpt, _optims.ckpt) in that folder.")
     elif config.init_from is not None:
-        filled = init_from(config.init_from, nets, ema)
-        log.info("fine-tuning from %s (%s)", config.init_from, ", ".join(filled))
+        start = found_weight(config, "aeg", "the AEG checkpoint to fine-tune from") if config.init_from == "auto" else config.init_from
+        filled = init_from(start, nets, ema)
+        log.info("fine-tuning from %s (%s)", start, ", ".join(filled))
     vgg, pae = loss_networks(config)
     trainer = Trainer(nets, ema, config, world, vgg, pae)
     if resume_step is not None:
@@ -110,8 +149,8 @@ def train(config: TrainConfig, world: World, resume: str | Path | None = None, c
           dry_run: bool = False) -> RunResult:
     """Run (or, with ``dry_run``, only assemble and read the first pair) until ``total_steps``; checkpoints every
     ``save_every`` steps and at the end."""
+    trainer = make_trainer(config, world, resume)  # a missing weight file is reported before the maps are computed
     dataset = build_dataset(config, world, conditioning)
-    trainer = make_trainer(config, world, resume)
     output = Path(config.output_dir)
     if dry_run:
         sample = dataset[0]
