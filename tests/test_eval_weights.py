@@ -289,3 +289,24 @@ def test_doctor_lists_the_metric_files_as_optional(tmp_path):
     ]
     assert lines[start + 6] == "backends:"
     assert not any(PAPER in line for line in lines[:start])  # not among the reenactment files
+
+
+def test_download_train_fetches_vgg19_into_train_and_training_finds_it(tmp_path, monkeypatch, capsys):
+    from pasl.train.config import TrainConfig
+    from pasl.train.run import found_weight
+    from pasl.train.vgg import VGG19_FILE, load_vgg19_state, vgg19_features
+
+    assert [(s.ref, [(t.key, t.path) for t in ts]) for s, ts in sources.plan("train")] == [
+        (f"https://download.pytorch.org/models/{VGG19_FILE}", [("vgg19", f"train/{VGG19_FILE}")])]
+    served = tmp_path / "served" / VGG19_FILE
+    served.parent.mkdir()
+    torch.save({f"features.{k}": v for k, v in vgg19_features().state_dict().items()}, served)
+    monkeypatch.setitem(sources.EXPECTED_SHA256, f"train/{VGG19_FILE}", _sha256(served))
+    target = tmp_path / "models"
+    with _serve(monkeypatch, {VGG19_FILE: served}):
+        assert cli(["download", "train", "--to", str(target)]) == 0
+    assert json.loads(capsys.readouterr().out)["downloaded"] == [str(target / "train" / VGG19_FILE)]
+    config = TrainConfig(pairs="p", weights_dirs=[str(target)], lambda_id=0)
+    assert found_weight(config, "vgg19", "VGG19") == target / "train" / VGG19_FILE
+    assert load_vgg19_state(target / "train", check_hash=False).keys() == {f"features.{k}" for k in vgg19_features().state_dict()}
+    assert download_command("vgg19") == "python -m pasl download train" and "train/ sub-folder" in where_to_get("vgg19")

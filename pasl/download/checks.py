@@ -34,7 +34,7 @@ STRICT_LOADERS = {
     "fid_standard": ("..eval.weights", "read_fid_standard"),
     "lpips_alexnet": ("..eval.weights", "read_alexnet"),
     "lpips": ("..eval.lpips", "read_lpips_weights"),
-    "vgg19": ("..train.vgg", "load_vgg19_state"),
+    "vgg19": ("..train.vgg", "read_vgg19"),
 }
 """Catalogue kind -> (module, function) of the loader a run uses; imported only when a file is checked."""
 
