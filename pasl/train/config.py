@@ -85,12 +85,12 @@ class TrainConfig:
     seed: int = 777
     device: str = "auto"
 
-    lambda_adv: float = 1.0
-    lambda_id: float = 100.0
-    lambda_sty: float = 1.0
-    lambda_l2: float = 100.0
-    lambda_vgg: float = 5.0
-    lambda_reg: float = 1.0
+    lambda_adv: float = LossWeights.adv  # the release's weights, stated once (pasl.train.losses.LossWeights)
+    lambda_id: float = LossWeights.id
+    lambda_sty: float = LossWeights.sty
+    lambda_l2: float = LossWeights.l2
+    lambda_vgg: float = LossWeights.vgg
+    lambda_reg: float = LossWeights.reg
     vgg19_weights: str | None = None
     vgg_normalization: str = "imagenet"
     vgg_check_hash: bool = True
