@@ -194,13 +194,29 @@ def shape_codes(
         raise ValueError(f"landmarks_crop must have shape ({count}, {NUM_LANDMARKS}, 2), got {tuple(landmarks_crop.shape)}")
     if has_face is not None and tuple(has_face.shape) != (count,):
         raise ValueError(f"has_face must have shape ({count},), got {tuple(has_face.shape)}")
-    landmarks, found = _deca_landmarks(crop_landmarks, detector, crops, landmarks_crop, has_face)
     device = next(encoder.parameters()).device
-    landmarks = torch.where(found[:, None, None], landmarks, torch.zeros_like(landmarks)).to(device)
-    tform = deca_crop_transform(landmarks, face_found=found.to(device), image_size=(ALIGNED_SIZE, ALIGNED_SIZE))
-    images = deca_crop(crops.to(device=device, dtype=torch.float32), tform)
+    images, tform = deca_images(crops, landmarks_crop, has_face, crop_landmarks=crop_landmarks, detector=detector, device=device)
     codes = encoder(images).to(torch.float32)
     return ShapeCodes(codes, tform.to(torch.float32), None if has_face is None else torch.as_tensor(has_face).cpu().bool())
+
+
+def deca_images(
+    crops: torch.Tensor,
+    landmarks_crop: torch.Tensor | None = None,
+    has_face: torch.Tensor | None = None,
+    *,
+    crop_landmarks: str = "redetect",
+    detector=None,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What :func:`shape_codes` feeds the encoder: ``(B, 3, 224, 224)`` DECA crops of the 256 crops and their
+    ``(B, 3, 3)`` float64 ``crop_from_image``, on ``device`` (default: the crops'). Same arguments as
+    :func:`shape_codes`; for callers that run the encoder themselves (its training)."""
+    device = crops.device if device is None else torch.device(device)
+    landmarks, found = _deca_landmarks(crop_landmarks, detector, crops, landmarks_crop, has_face)
+    landmarks = torch.where(found[:, None, None], landmarks, torch.zeros_like(landmarks)).to(device)
+    tform = deca_crop_transform(landmarks, face_found=found.to(device), image_size=(ALIGNED_SIZE, ALIGNED_SIZE))
+    return deca_crop(crops.to(device=device, dtype=torch.float32), tform), tform
 
 
 def face_yaw(shapes: ShapeCodes) -> torch.Tensor:

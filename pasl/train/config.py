@@ -26,6 +26,8 @@ CONDITIONING = ("cache", "online")
 LOGS = ("auto", "jsonl", "tensorboard")
 PAE_PROTOCOLS = ("fixed", "official")
 RECOMPOSE = ("recompose", "reference")
+STAGES = ("aeg", "csg")
+"""What a run trains: the AEG (generator, style encoder, discriminators) or the CSG's shape encoder (L_cc)."""
 PATH_KEYS = ("pairs", "images", "root", "cache_dir", "output_dir", "init_from", "vgg19_weights", "pae_folder", "arcface")
 
 
@@ -55,8 +57,13 @@ class TrainConfig:
     ``pae_protocol``.
 
     Output: ``output_dir``, ``save_every``, ``log_every``, ``log``.
+
+    ``stage``: ``"aeg"`` (default) trains the generator and style encoder with the losses above; ``"csg"``
+    fine-tunes DECA's shape encoder with the cycle consistency (:mod:`pasl.train.csg`: ``lambda_cc``,
+    ``lambda_anchor``; starts from the DECA file found in the weight folders; no maps, VGG19 or PAE needed).
     """
 
+    stage: str = "aeg"
     pairs: str | None = None
     images: str | None = None
     root: str | None = None
@@ -91,6 +98,8 @@ class TrainConfig:
     lambda_l2: float = LossWeights.l2
     lambda_vgg: float = LossWeights.vgg
     lambda_reg: float = LossWeights.reg
+    lambda_cc: float = 1000.0  # L_cc is a mesh distance in metres: x1000 weighs millimetres against the anchor's code units
+    lambda_anchor: float = 1.0
     vgg19_weights: str | None = None
     vgg_normalization: str = "imagenet"
     vgg_check_hash: bool = True
@@ -121,7 +130,7 @@ class TrainConfig:
             _check_type(f.name, getattr(self, f.name), f.type)
         choices = {
             "conditioning": CONDITIONING, "recompose_mode": RECOMPOSE, "model": NET_KINDS, "precision": PRECISIONS,
-            "vgg_normalization": NORMALIZATIONS, "pae_protocol": PAE_PROTOCOLS, "log": LOGS,
+            "vgg_normalization": NORMALIZATIONS, "pae_protocol": PAE_PROTOCOLS, "log": LOGS, "stage": STAGES,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -132,7 +141,7 @@ class TrainConfig:
         if self.num_workers < 0:
             raise PASLError(f"config key 'num_workers' must be 0 or more; got {self.num_workers!r}.")
         for key in ("lr", "weight_decay", "randcrop_prob", "beta1", "beta2", "ema_beta",
-                    *(f"lambda_{n}" for n in ("adv", "id", "sty", "l2", "vgg", "reg"))):
+                    *(f"lambda_{n}" for n in ("adv", "id", "sty", "l2", "vgg", "reg", "cc", "anchor"))):
             value = getattr(self, key)
             if not math.isfinite(value) or value < 0:
                 raise PASLError(f"config key {key!r} must be a finite number >= 0; got {value!r}.")
@@ -148,6 +157,8 @@ class TrainConfig:
             raise PASLError(
                 "the config needs exactly one of 'pairs' (a 'src ref [gt]' list file) and 'images' (a folder of one person's crops)."
             )
+        if self.stage == "csg" and self.grad_accum != 1:
+            raise PASLError("config key 'grad_accum' must be 1 with stage 'csg'; raise batch_size instead.")
         if self.conditioning == "online" and self.num_workers > 0:
             raise PASLError("config key 'num_workers' must be 0 with conditioning 'online' (the shape stage runs in the main process); "
                             "cache the maps to use workers.")
@@ -265,7 +276,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "randcrop_prob": 0.5,
         "max_pairs": 5000,
     },
+    "finetune-csg": {
+        "stage": "csg",
+        "conditioning": "online",
+        "batch_size": 4,
+        "total_steps": 2000,
+        "save_every": 500,
+        "log_every": 10,
+        "lr": 1e-6,
+        "randcrop_prob": 0.0,
+    },
 }
 """``finetune-person``: adapt the released model (the AEG checkpoint found in the weight folders) to one person's
 crops (``images``: their folder), with the release's losses at a tenth of its learning rate for 2000 steps. The
-VGG19 and PAE networks are found in the weight folders (or their lambdas set to 0)."""
+VGG19 and PAE networks are found in the weight folders (or their lambdas set to 0).
+
+``finetune-csg``: the CSG's cycle-consistency fine-tuning of DECA's encoder (``pairs`` or ``images``), 2000 steps at
+lr 1e-6 (a pretrained encoder without DECA's own losses: small steps); the result,
+``pasl_deca_cc_{step}.safetensors``, replaces ``deca_model.tar``."""

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import PASLError
 from .checkpoint import init_from, latest_step
-from .conditioning import ConditioningFn, cache_conditioning, cache_path, csg_conditioning
+from .conditioning import MAP_SHAPE, Conditioning, ConditioningFn, cache_conditioning, cache_path, csg_conditioning
 from .config import TrainConfig
 from .data import PairsDataset, micro_batches, pairs_from_folder, read_pairs
 from .distributed import World, barrier, close_world, init_world, mean_over_world
@@ -70,7 +70,7 @@ def build_dataset(config: TrainConfig, world: World, conditioning: ConditioningF
         folder = crops_for_training(config, world)
         pairs, root = pairs_from_folder(folder, config.max_pairs, config.seed), Path(config.root or folder)
     options = {"randcrop_prob": config.randcrop_prob, "seed": config.seed}
-    if config.conditioning == "online":
+    if config.conditioning == "online" or config.stage == "csg":  # the CSG stage reads crops only: nothing to cache
         return PairsDataset(pairs, root, conditioning=conditioning or shape_stage_conditioning(config, world.device), **options)
     dataset = PairsDataset(pairs, root, cache_dir=config.cache_dir, **options)
     missing = sum(not cache_path(config.cache_dir, p.source, p.driver).is_file() for p in pairs)
@@ -145,12 +145,51 @@ def make_trainer(config: TrainConfig, world: World, resume: str | Path | None = 
     return trainer
 
 
+def _no_maps(source: torch.Tensor, reference: torch.Tensor) -> Conditioning:
+    """The CSG stage reads the crops only: empty maps for the dataset's shape."""
+    empty = torch.zeros(MAP_SHAPE)
+    return Conditioning(empty, empty, 0.0, 0.0)
+
+
+def make_csg_trainer(config: TrainConfig, world: World, resume: str | Path | None = None):
+    """The shape encoder to fine-tune (the DECA file found in the weight folders, or ``resume``'s), FLAME and the
+    renderer's triangles, and DECA's landmark detector when ``detector`` is named."""
+    from ..csg.encoder import load_shape_encoder
+    from ..flame_files import load_flame, load_head_template
+    from .csg import CSGTrainer, require_step
+
+    files = {key: found_weight(config, key, what) for key, what in (
+        ("deca", "deca_model.tar (the shape encoder to fine-tune)"), ("flame", "FLAME's generic_model.pkl"),
+        ("landmark_embedding", "landmark_embedding.npy"), ("head_template", "head_template.obj"))}
+    detector = None
+    if config.detector is not None:
+        from ..align.detect import make_detector
+
+        detector = make_detector(config.detector, weights_dir=config.weights_dirs or None)
+    seed_everything(config.seed)
+    trainer = CSGTrainer(load_shape_encoder(files["deca"]), load_flame(files["flame"], files["landmark_embedding"]),
+                         load_head_template(files["head_template"]), config, world, detector, source=files["deca"])
+    if resume is not None:
+        trainer.load(resume, require_step(resume))
+        log.info("resumed the CSG fine-tuning from %s at step %d", resume, trainer.step)
+    else:
+        seed_everything(config.seed + world.rank)
+    return trainer
+
+
 def train(config: TrainConfig, world: World, resume: str | Path | None = None, conditioning: ConditioningFn | None = None,
           dry_run: bool = False) -> RunResult:
     """Run (or, with ``dry_run``, only assemble and read the first pair) until ``total_steps``; checkpoints every
     ``save_every`` steps and at the end."""
+    if config.stage == "csg":
+        return _train_loop(config, world, make_csg_trainer(config, world, resume), build_dataset(config, world, _no_maps), dry_run)
     trainer = make_trainer(config, world, resume)  # a missing weight file is reported before the maps are computed
-    dataset = build_dataset(config, world, conditioning)
+    return _train_loop(config, world, trainer, build_dataset(config, world, conditioning), dry_run)
+
+
+def _train_loop(config: TrainConfig, world: World, trainer, dataset: PairsDataset, dry_run: bool) -> RunResult:
+    """Steps until ``total_steps``, logging every ``log_every`` and saving every ``save_every`` (and at the end);
+    ``trainer`` is a :class:`~pasl.train.loop.Trainer` or a :class:`~pasl.train.csg.CSGTrainer`."""
     output = Path(config.output_dir)
     if dry_run:
         sample = dataset[0]
@@ -163,7 +202,8 @@ def train(config: TrainConfig, world: World, resume: str | Path | None = None, c
     losses: dict[str, float] = {}
     with TrainLog(output, config.log) if world.is_main else contextlib.nullcontext() as train_log:
         while trainer.step < config.total_steps:
-            losses = trainer.train_step([next(batches) for _ in range(config.grad_accum)])
+            micro = [next(batches) for _ in range(config.grad_accum)]
+            losses = trainer.train_step(micro if config.stage == "aeg" else micro[0])
             if trainer.step % config.log_every == 0 or trainer.step == config.total_steps:
                 losses = mean_over_world(losses, world)
                 if train_log is not None:
