@@ -145,9 +145,9 @@ def test_stage_timer_charges_nested_stages_once():
 
 def test_train_bench_times_steps_by_batch_size(tmp_path, capsys):
     out = tmp_path / "train.json"
-    assert main(["train", "--model", "tiny", "--batches", "1,2", "--repeat", "2", "--json", str(out)]) == 0
+    assert main(["train", "--model", "tiny", "--batches", "2", "--repeat", "1", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["benchmark"] == "train" and result["model"] == "tiny" and [r["batch"] for r in result["rows"]] == [1, 2]
+    assert result["benchmark"] == "train" and result["model"] == "tiny" and [r["batch"] for r in result["rows"]] == [2]
     for row in result["rows"]:
         assert row["s_per_step"] > 0 and row["images_per_s"] == pytest.approx(row["batch"] / row["s_per_step"])
         assert math.isfinite(row["g_total"])
