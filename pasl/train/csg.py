@@ -140,10 +140,10 @@ class CSGTrainer:
 
     def load(self, folder: str | Path, step: int) -> None:
         """Resume from ``step``'s encoder and state (random states only on one process, as saved)."""
-        from ..csg.encoder import load_shape_encoder
+        from safetensors.torch import load_file
 
         folder = Path(folder)
-        self.encoder.load_state_dict(load_shape_encoder(folder / ENCODER_FILE.format(step=step)).state_dict())
+        self.encoder.load_state_dict(load_file(folder / ENCODER_FILE.format(step=step)))  # strict: the same encoder's keys
         state = torch.load(folder / STATE_FILE.format(step=step), map_location="cpu", weights_only=True)
         self.optim.load_state_dict(state["optim"])
         self.step, self.samples_seen = int(state["step"]), int(state["samples_seen"])

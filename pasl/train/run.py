@@ -158,17 +158,25 @@ def make_csg_trainer(config: TrainConfig, world: World, resume: str | Path | Non
     from ..flame_files import load_flame, load_head_template
     from .csg import CSGTrainer, require_step
 
-    files = {key: found_weight(config, key, what) for key, what in (
-        ("deca", "deca_model.tar (the shape encoder to fine-tune)"), ("flame", "FLAME's generic_model.pkl"),
-        ("landmark_embedding", "landmark_embedding.npy"), ("head_template", "head_template.obj"))}
+    needed = [("flame", "FLAME's generic_model.pkl"), ("landmark_embedding", "landmark_embedding.npy"),
+              ("head_template", "head_template.obj")]
+    if config.model == "official":
+        needed.insert(0, ("deca", "deca_model.tar (the shape encoder to fine-tune)"))
+    files = {key: found_weight(config, key, what) for key, what in needed}
     detector = None
     if config.detector is not None:
         from ..align.detect import make_detector
 
         detector = make_detector(config.detector, weights_dir=config.weights_dirs or None)
     seed_everything(config.seed)
-    trainer = CSGTrainer(load_shape_encoder(files["deca"]), load_flame(files["flame"], files["landmark_embedding"]),
-                         load_head_template(files["head_template"]), config, world, detector, source=files["deca"])
+    if config.model == "official":
+        encoder = load_shape_encoder(files["deca"])
+    else:
+        from .tiny import TinyFlameEncoder
+
+        encoder = TinyFlameEncoder()
+    trainer = CSGTrainer(encoder, load_flame(files["flame"], files["landmark_embedding"]), load_head_template(files["head_template"]),
+                         config, world, detector, source=files.get("deca"))
     if resume is not None:
         trainer.load(resume, require_step(resume))
         log.info("resumed the CSG fine-tuning from %s at step %d", resume, trainer.step)

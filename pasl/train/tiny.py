@@ -18,6 +18,8 @@ from ..layers import AdaIN
 WIDTH = 8
 WORK_SIZE = 32
 """The stand-ins work at 32x32 (inputs average-pooled from 256, outputs upsampled back)."""
+CAMERA_SCALE_INDEX = 206
+"""The camera scale in the 236-d code vector (shape 100, tex 50, exp 50, pose 6, then cam)."""
 
 
 class TinyStyleEncoder(nn.Module):
@@ -70,3 +72,29 @@ class TinyDiscriminator(nn.Module):
 def tiny_nets() -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
     """``(generator, style_encoder, discriminator, discriminator2)``."""
     return TinyGenerator(), TinyStyleEncoder(), TinyDiscriminator(1), TinyDiscriminator(2)
+
+
+class TinyFlameEncoder(nn.Module):
+    """DECA's ``E_flame`` in miniature, for the CSG stage's smoke runs: ``(B, 3, 224, 224)`` -> the ``(B, 236)`` code
+    vector (:meth:`regress`) or :class:`~pasl.csg.codes.FlameCodes` (``forward``). Its codes start near a neutral
+    head in view (camera scale 8), so FLAME renders inside the crop."""
+
+    def __init__(self):
+        super().__init__()
+        from ..csg.codes import NUM_CODE_PARAMS
+
+        self.conv = nn.Conv2d(3, WIDTH, 3, 2, 1)
+        self.fc = nn.Linear(WIDTH * (WORK_SIZE // 2) ** 2, NUM_CODE_PARAMS)
+        with torch.no_grad():
+            self.fc.weight.mul_(1e-2)
+            self.fc.bias.zero_()
+            self.fc.bias[CAMERA_SCALE_INDEX] = 8.0
+
+    def regress(self, images: torch.Tensor) -> torch.Tensor:
+        x = F.adaptive_avg_pool2d(images.to(self.fc.weight.dtype), WORK_SIZE)
+        return self.fc(F.leaky_relu(self.conv(x), 0.2).flatten(1))
+
+    def forward(self, images: torch.Tensor):
+        from ..csg.codes import FlameCodes
+
+        return FlameCodes.from_vector(self.regress(images))
