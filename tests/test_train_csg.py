@@ -133,6 +133,10 @@ def test_one_command_fine_tunes_the_shape_encoder_and_the_pipeline_uses_it(weigh
     tuned = out / "pasl_deca_cc_1.safetensors"
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert {"csg/total", "csg/cc", "csg/anchor"} <= set(log[-1])
+    from PIL import Image
+
+    grid = Image.open(out / "samples" / "0000001.png")  # source, reference, the recomposed shape as now read
+    assert grid.size == (3 * 256, 2 * 256)
     models = load_models([weights], deca=tuned)
     reenactor = Reenactor(models, ScriptedDetector(), ReenactOptions(paste_back=False))
     chunk = reenactor.reenact(reenactor.encode_source(read_rgb(PHOTOS / "facerec_obama.jpg")), [read_rgb(PHOTOS / "facerec_biden.jpg")])

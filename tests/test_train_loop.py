@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -196,3 +197,7 @@ class TestCommandLine:
         config = write_training_set(tmp_path)
         assert main(["--config", str(config), "--set", "total_steps=1", "--set", "output_dir=" + str(tmp_path / "o")]) == 0
         assert latest_step(tmp_path / "o") == 1
+        from PIL import Image
+
+        grid = Image.open(tmp_path / "o" / "samples" / "0000001.png")  # batch 2: two pairs, five columns
+        assert grid.size == (5 * 256, 2 * 256) and len(np.unique(np.asarray(grid.convert("L")))) > 10

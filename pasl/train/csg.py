@@ -120,6 +120,23 @@ class CSGTrainer:
         self.samples_seen += source.shape[0] * self.world.size
         return {"csg/total": float(total.detach()), "csg/cc": float(losses["cc"].detach()), "csg/anchor": float(losses["anchor"].detach())}
 
+    @torch.no_grad()
+    def samples(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A grid, one pair a row: source, reference, and the recomposed shape as the encoder now reads them
+        (DECA's grey rendering in the 224 crop, resized to 256)."""
+        from ..imageops import resize_square
+        from .loop import image_grid
+
+        source, reference = (batch[k].to(self.world.device) for k in ("source", "reference"))
+        rule = {"crop_landmarks": "redetect", "detector": self.detector} if self.detector is not None else {"crop_landmarks": "mapped"}
+        images, _ = deca_images(torch.cat([source, reference]), device=self.world.device, **rule)
+        codes = self.encoder(images)
+        count = source.shape[0]
+        shape = recompose(codes.select(torch.arange(count, device=self.world.device)),
+                          codes.select(torch.arange(count, 2 * count, device=self.world.device)))
+        drawn = render_shape(self.flame(shape.shape, shape.exp, shape.pose).vertices, shape.cam, self.faces)
+        return image_grid([source, reference, resize_square(drawn, source.shape[-1])])
+
     def save(self, folder: str | Path) -> Path:
         """Write the encoder and the resume state of the current step (main process; collective call)."""
         from ..csg.encoder import SAFETENSORS_FORMAT

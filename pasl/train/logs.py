@@ -3,7 +3,8 @@
 ``{output_dir}/train_log.jsonl`` gets one object per logged step (``{"step": 10, "d/real": ..., ...}``),
 appended and flushed, so a crashed run keeps its history and any tool can plot it. With
 ``log: "tensorboard"`` (or ``"auto"`` and the ``tensorboard`` package importable) the same scalars
-also go to ``{output_dir}/tensorboard``.
+also go to ``{output_dir}/tensorboard``. At every checkpoint a sample grid of a fixed batch (one pair a
+row: see each trainer's ``samples``) goes to ``{output_dir}/samples/{step}.png`` and to TensorBoard.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+
+import torch
 
 from ..errors import PASLError
 
@@ -50,6 +53,20 @@ class TrainLog:
             for key, value in scalars.items():
                 self._board.add_scalar(key, value, step)
         log.info("step %d %s", step, " ".join(f"{k}={v:.4g}" for k, v in sorted(scalars.items())))
+
+    def write_samples(self, step: int, grid: torch.Tensor) -> Path:
+        """``grid`` ``(3, H, W)`` in [0, 1] as ``samples/{step:07d}.png`` (and a TensorBoard image)."""
+        from PIL import Image
+
+        from ..atomic import atomic_output
+        from ..imageops import to_uint8_hwc
+
+        path = self.folder / "samples" / f"{step:07d}.png"
+        with atomic_output(path) as temporary:
+            Image.fromarray(to_uint8_hwc(grid)).save(temporary, format="PNG")
+        if self._board is not None:
+            self._board.add_image("samples", grid.clamp(0, 1), step)
+        return path
 
     def close(self) -> None:
         self._file.close()

@@ -29,6 +29,12 @@ AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 BATCH_KEYS = ("source", "reference", "target", "depth", "landmarks", "yaw_source", "yaw_reference")
 
 
+def image_grid(columns: list[torch.Tensor]) -> torch.Tensor:
+    """``(3, B * H, C * W)`` on the CPU from ``C`` batches ``(B, 3, H, W)`` in [0, 1]: row ``b`` is item ``b`` of each."""
+    rows = [torch.cat([column[b].detach().float().cpu().clamp(0, 1) for column in columns], dim=-1) for b in range(columns[0].shape[0])]
+    return torch.cat(rows, dim=-2)
+
+
 def seed_everything(seed: int) -> None:
     """Python, NumPy and torch (all devices) random states from one seed."""
     random.seed(seed)
@@ -160,6 +166,15 @@ class Trainer:
             "scalers": {part: scaler.state_dict() for part, scaler in self.scalers.items()},
             "config": self.config.to_dict(),
         }
+
+    @torch.no_grad()
+    def samples(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A ``(3, rows * 256, 5 * 256)`` grid, one pair a row: source, reference, depth, landmarks, and the EMA
+        generator's face of the source in the reference's shape."""
+        batch = self._on_device(batch)
+        ema = self.ema
+        fake = ema["generator"](batch["depth"], batch["landmarks"], ema["style_encoder"](batch["source"])).float()
+        return image_grid([batch["source"], batch["reference"], batch["depth"], batch["landmarks"], fake])
 
     def save(self, folder: str | Path) -> list[Path]:
         """Write the checkpoint of the current step (main process; collective call)."""

@@ -27,6 +27,9 @@ from .nets import build_nets
 
 log = logging.getLogger(__name__)
 
+SAMPLE_ROWS = 4
+"""Pairs of the sample grid written at every checkpoint."""
+
 
 def shape_stage_conditioning(config: TrainConfig, device: torch.device) -> ConditioningFn:
     """The CSG conditioning of the config: DECA + FLAME from ``weights_dirs`` (and the detector, if named)."""
@@ -208,9 +211,12 @@ def _train_loop(config: TrainConfig, world: World, trainer, dataset: PairsDatase
     batches = micro_batches(dataset, config.batch_size, rank=world.rank, world_size=world.size, seed=config.seed,
                             start=start, num_workers=config.num_workers)
     losses: dict[str, float] = {}
+    preview = None  # the first batch, drawn at every checkpoint
     with TrainLog(output, config.log) if world.is_main else contextlib.nullcontext() as train_log:
         while trainer.step < config.total_steps:
             micro = [next(batches) for _ in range(config.grad_accum)]
+            if preview is None:
+                preview = {key: value[:SAMPLE_ROWS] for key, value in micro[0].items()}
             losses = trainer.train_step(micro if config.stage == "aeg" else micro[0])
             if trainer.step % config.log_every == 0 or trainer.step == config.total_steps:
                 losses = mean_over_world(losses, world)
@@ -218,6 +224,8 @@ def _train_loop(config: TrainConfig, world: World, trainer, dataset: PairsDatase
                     train_log.write(trainer.step, losses)
             if trainer.step % config.save_every == 0 or trainer.step == config.total_steps:
                 trainer.save(output)
+                if train_log is not None:
+                    train_log.write_samples(trainer.step, trainer.samples(preview))
     return RunResult(trainer.step, output, losses)
 
 
