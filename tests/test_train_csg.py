@@ -29,6 +29,7 @@ from pasl.train.csg import CodeRegressor, CSGTrainer, csg_losses, latest_csg_ste
 from pasl.train.distributed import World
 from pipeline_synthetic import SHARED_FLAME, ScriptedDetector, weights_folder, yaw_following_deca
 from shared_assets import ASSETS, require
+from test_train_finetune import person_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ASSETS / "faces" / "photos"
@@ -120,10 +121,7 @@ def test_config_checks_the_stage():
 
 def test_one_command_fine_tunes_the_shape_encoder_and_the_pipeline_uses_it(weights, tmp_path):
     require(PHOTOS)
-    photos = tmp_path / "me"
-    photos.mkdir()
-    for name in ("facerec_obama.jpg", "facerec_obama2.jpg"):
-        shutil.copy(PHOTOS / name, photos / name)
+    photos = person_folder(tmp_path / "me")
     out = tmp_path / "run"
     command = [sys.executable, "-m", "pasl.train", "--preset", "finetune-csg", "--set", f"images={photos}",
                "--set", f"weights_dirs={json.dumps([str(weights)])}", "--set", f"output_dir={out}", "--set", "total_steps=1",
@@ -145,12 +143,11 @@ def test_one_command_fine_tunes_the_shape_encoder_and_the_pipeline_uses_it(weigh
 
 def test_two_processes_fine_tune_like_one_on_the_combined_batch(tmp_path):
     """torchrun, 2 gloo processes x batch 1, against 1 process x batch 2 (the tiny stand-in encoder: the wiring is checked)."""
-    import os
-
     from safetensors.torch import load_file
 
     from pasl.train.run import train
     from test_train_data import write_training_set
+    from test_train_loop import torchrun
 
     require(SHARED_FLAME)
     flame = tmp_path / "flame"
@@ -160,11 +157,7 @@ def test_two_processes_fine_tune_like_one_on_the_combined_batch(tmp_path):
     fs.write_head_model(flame / "generic_model.pkl", SHARED_FLAME / "head_template.obj")
     config = write_training_set(tmp_path, cache=False, stage="csg", model="tiny", conditioning="online", batch_size=1,
                                 output_dir="ddp", weights_dirs=[str(flame)], randcrop_prob=0.0, lr=1e-3)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "pasl.train", "--config", str(config)]
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    torchrun(config, tmp_path)
     single = train(dataclasses.replace(load_config(config), batch_size=2, output_dir=str(tmp_path / "one")), CPU)
     assert single.step == 2
     want, got = load_file(tmp_path / "one" / "pasl_deca_cc_2.safetensors"), load_file(tmp_path / "ddp" / "pasl_deca_cc_2.safetensors")

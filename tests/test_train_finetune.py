@@ -27,12 +27,17 @@ ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ASSETS / "faces" / "photos"
 
 
-def test_photos_are_aligned_once_and_crops_are_used_as_they_are(tmp_path):
+def person_folder(folder: Path, names: tuple[str, ...] = ("facerec_obama.jpg", "facerec_obama2.jpg")) -> Path:
+    """A folder of one person's real photos (two of Obama from ../shared)."""
     require(PHOTOS)
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for name in ("facerec_obama.jpg", "facerec_obama2.jpg"):
-        shutil.copy(PHOTOS / name, photos / name)
+    folder.mkdir(parents=True)
+    for name in names:
+        shutil.copy(PHOTOS / name, folder / name)
+    return folder
+
+
+def test_photos_are_aligned_once_and_crops_are_used_as_they_are(tmp_path):
+    photos = person_folder(tmp_path / "photos")
     Image = pytest.importorskip("PIL.Image")
     Image.fromarray(np.zeros((90, 120, 3), np.uint8)).save(photos / "dark.png")
     detector = ScriptedDetector()
@@ -58,10 +63,7 @@ def test_one_command_fine_tunes_the_released_model_on_a_persons_photos(tmp_path,
     (weights / "train").mkdir()
     torch.manual_seed(0)  # a synthetic VGG19 of the real layout (torchvision keys its convolutions features.N.*)
     torch.save({f"features.{k}": v for k, v in vgg19_features().state_dict().items()}, weights / "train" / VGG19_FILE)
-    photos = tmp_path / "me"
-    photos.mkdir()
-    for name in ("facerec_obama.jpg", "facerec_obama2.jpg"):
-        shutil.copy(PHOTOS / name, photos / name)
+    photos = person_folder(tmp_path / "me")
     out = tmp_path / "run"
     command = [sys.executable, "-m", "pasl.train", "--preset", "finetune-person", "--set", f"images={photos}",
                "--set", f"weights_dirs={json.dumps([str(weights)])}", "--set", f"output_dir={out}", "--set", "total_steps=1",

@@ -135,14 +135,19 @@ def test_random_states_survive_the_state_file(tmp_path):
     assert torch.equal(got[0], expected[0]) and got[1:] == expected[1:]
 
 
+def torchrun(config: Path, cwd: Path, processes: int = 2) -> None:
+    """``python -m pasl.train --config CONFIG`` under ``torchrun --standalone`` (gloo on the CPU), one thread each."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+               "-m", "pasl.train", "--config", str(config)]
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def test_two_processes_train_like_one_on_the_combined_batch(tmp_path):
     """torchrun, 2 processes x batch 1 (gloo), against 1 process x batch 2; then the 2-process checkpoint resumes in 1."""
     config = write_training_set(tmp_path, batch_size=1, output_dir="ddp", randcrop_prob=0.5)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "pasl.train", "--config", str(config)]
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
+    torchrun(config, tmp_path)
     single = train(dataclasses.replace(load_config(config), batch_size=2, output_dir=str(tmp_path / "one")), CPU)
     assert single.step == 2
     want, got = states(tmp_path / "one", 2), states(tmp_path / "ddp", 2)
