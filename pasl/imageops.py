@@ -1,8 +1,9 @@
 """Small image conversions shared by the library, the CLI, the nodes and the tests.
 
 The one float -> uint8 quantiser (:func:`to_uint8`, with :func:`to_uint8_hwc` for callers
-that need channels-last numpy) and the one image-file reader (:func:`read_image`, on
-:func:`pil_to_rgb`). Imports nothing from ``pasl``, so every module can use it.
+that need channels-last numpy), the one image-file reader (:func:`read_image`, on
+:func:`pil_to_rgb`) and the one PNG writer (:func:`write_png`). Imports nothing from ``pasl`` but
+the standard-library-only :mod:`pasl.atomic`, so every module can use it.
 """
 
 from __future__ import annotations
@@ -96,6 +97,19 @@ def read_image(path: str | Path) -> np.ndarray:
 
     with Image.open(path) as image:
         return pil_to_rgb(image)
+
+
+def write_png(image: torch.Tensor, path: str | Path, mode: str = "round") -> Path:
+    """Write a ``(C, H, W)`` image in [0, 1] as a PNG that appears complete or not at all
+    (:func:`pasl.atomic.atomic_output`), quantised by :func:`to_uint8`; returns the path."""
+    from PIL import Image
+
+    from .atomic import atomic_output
+
+    path = Path(path)
+    with atomic_output(path) as temporary:
+        Image.fromarray(to_uint8_hwc(image, mode)).save(temporary, format="PNG")
+    return path
 
 
 def resize_square(image: torch.Tensor, size: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ from PIL import Image
 from ..atomic import atomic_output
 from ..errors import PASLError
 from ..geometry import ALIGNED_SIZE
-from ..imageops import read_image, to_uint8_hwc
+from ..imageops import read_image, write_png
 from .data import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,7 @@ def prepare_crops(folder: str | Path, out: str | Path, detector) -> Path:
         if not bool(alignment.has_face[0]):
             faceless.append(path.name)
             continue
-        with atomic_output(out / f"{path.stem}.png") as temporary:
-            Image.fromarray(to_uint8_hwc(alignment.crops[0].cpu())).save(temporary, format="PNG")
+        write_png(alignment.crops[0].cpu(), out / f"{path.stem}.png")
     if faceless:
         log.warning("no face found in %d photo(s) of %s, left out: %s", len(faceless), folder, ", ".join(faceless[:10]))
         with atomic_output(listed) as temporary:

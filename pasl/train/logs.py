@@ -56,14 +56,9 @@ class TrainLog:
 
     def write_samples(self, step: int, grid: torch.Tensor) -> Path:
         """``grid`` ``(3, H, W)`` in [0, 1] as ``samples/{step:07d}.png`` (and a TensorBoard image)."""
-        from PIL import Image
+        from ..imageops import write_png
 
-        from ..atomic import atomic_output
-        from ..imageops import to_uint8_hwc
-
-        path = self.folder / "samples" / f"{step:07d}.png"
-        with atomic_output(path) as temporary:
-            Image.fromarray(to_uint8_hwc(grid)).save(temporary, format="PNG")
+        path = write_png(grid, self.folder / "samples" / f"{step:07d}.png")
         if self._board is not None:
             self._board.add_image("samples", grid.clamp(0, 1), step)
         return path
