@@ -430,6 +430,21 @@ def prefer_twins(found: list[Path]) -> list[Path]:
     return [twin_of.get(p, p) for p in found if p not in used]
 
 
+def find_one(key: str, folders: list[str | Path] | None = None, what: str | None = None, otherwise: str = "") -> Path:
+    """The first file of kind ``key`` under ``folders`` then the default folders (:func:`search_folders`),
+    its verified ``.safetensors`` twin preferred (:func:`prefer_twins`), for a caller that needs one file
+    alone; else one :class:`~pasl.errors.MissingWeightError` sentence: ``what`` (default: the kind's purpose)
+    not found, where it was searched, where to get it (:func:`where_to_get`), then ``otherwise``."""
+    from .errors import MissingWeightError
+
+    searched = search_folders(folders)
+    found = prefer_twins(find(key, searched))
+    if not found:
+        raise MissingWeightError(f"{what or entry(key).purpose} not found (searched {', '.join(map(str, searched))}). "
+                                 f"{where_to_get(key)}{otherwise}")
+    return found[0]
+
+
 def _aeg_order(path: Path) -> tuple[bool, str]:
     """The demo checkpoint (or its twin) first, then by path."""
     return (not (path.name.startswith(DEMO_STEP) or path.name.startswith(f"pasl_aeg_{DEMO_STEP}")), str(path))

@@ -90,12 +90,7 @@ def measure_photos(shape_encoder, detector, images: list) -> tuple[FaceMeasures,
 
 def find_shape_encoder(folders: list | None = None, device: str | torch.device = "cpu"):
     """DECA's encoder alone (measuring faces needs nothing else), found like every weight file."""
-    from ..catalog import find, prefer_twins, search_folders, where_to_get
+    from ..catalog import find_one
     from ..csg.encoder import load_shape_encoder
-    from ..errors import MissingWeightError
 
-    searched = search_folders(folders)
-    found = prefer_twins(find("deca", searched))
-    if not found:
-        raise MissingWeightError(f"deca_model.tar not found (searched {', '.join(map(str, searched))}). {where_to_get('deca')}")
-    return load_shape_encoder(found[0], device=device)
+    return load_shape_encoder(find_one("deca", folders, "deca_model.tar"), device=device)

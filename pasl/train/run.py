@@ -86,16 +86,11 @@ def build_dataset(config: TrainConfig, world: World, conditioning: ConditioningF
 
 
 def found_weight(config: TrainConfig, key: str, what: str, otherwise: str = "") -> Path:
-    """The first file of catalogue kind ``key`` in the config's weight folders (then the default ones), or one
-    :class:`~pasl.errors.MissingWeightError` sentence saying where to put it and how to get it."""
-    from ..catalog import find, search_folders, where_to_get
-    from ..errors import MissingWeightError
+    """The first file of catalogue kind ``key`` in the config's weight folders, then the default ones
+    (:func:`pasl.catalog.find_one`: one sentence saying where to put it and how to get it when missing)."""
+    from ..catalog import find_one
 
-    searched = search_folders(config.weights_dirs or None)
-    found = find(key, searched)
-    if not found:
-        raise MissingWeightError(f"{what} not found (searched {', '.join(map(str, searched))}). {where_to_get(key)}{otherwise}")
-    return found[0]
+    return find_one(key, config.weights_dirs or None, what, otherwise)
 
 
 def loss_networks(config: TrainConfig) -> tuple[torch.nn.Module | None, object | None]:
