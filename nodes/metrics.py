@@ -8,7 +8,8 @@ import torch
 from comfy_api.v0_0_2 import io
 
 from ..pasl.align.detect import BACKENDS
-from ..pasl.eval.scores import MetricModels, collect, markdown_table, score_faces, summarise
+from ..pasl.eval.scores import collect, markdown_table, score_faces, summarise
+from ..pasl.eval.weights import metric_models
 from ..pasl.pae import PROTOCOLS
 from .host import Progress, chunks, detector, folders, images_to_bchw
 
@@ -66,10 +67,7 @@ class PASLMetrics(io.ComfyNode):
         found = detector(backend, load=False)
         loaded = models.load(detectors=(found,))
         loaded.require_shape_stage()
-        metric = MetricModels(loaded.shape_encoder, found, protocol=protocol)
-        if loaded.pae is not None:
-            setattr(metric, "arcface" if loaded.pae.single else "pae", loaded.pae)
-        metric.lpips = _lpips(loaded.device) if ground_truth is not None else None
+        metric, _ = metric_models(loaded, found, protocol, folders(), optional=("lpips",) if ground_truth is not None else ())
         progress = Progress(count)
         values: dict[str, list[float]] = {}
         for part in chunks(count, FACES_PER_STEP):
@@ -81,10 +79,3 @@ class PASLMetrics(io.ComfyNode):
         csim = summary.get("pae_csim", summary.get("arcface_csim", {"mean": math.nan}))["mean"]
         return io.NodeOutput(markdown_table(summary, f"PASL Metrics: {count} faces"), csim, summary["ard"]["mean"])
 
-
-def _lpips(device):
-    """The release's LPIPS when both its files are in the model folders, else None (the row is left out)."""
-    from ..pasl.eval.weights import find_metric_weights, load_metric
-
-    found = find_metric_weights(folders())
-    return load_metric("lpips", folders(), device=device) if {"lpips_alexnet", "lpips"} <= set(found) else None

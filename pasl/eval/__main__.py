@@ -113,28 +113,11 @@ def _compose(args: argparse.Namespace) -> dict:
 
 
 def _metric_models(args: argparse.Namespace, models, detector):
-    """The scoring networks: DECA and the detector from the run, the identity networks it loaded, and
-    each optional backbone whose files are found (those that are not are named in one line on stderr)."""
-    from .scores import MetricModels
-    from .weights import find_metric_weights, load_metric
+    """The scoring networks (:func:`pasl.eval.weights.metric_models`); what is left out for want of weights is
+    named in one line on stderr."""
+    from .weights import metric_models
 
-    metric = MetricModels(models.shape_encoder, detector, protocol=args.protocol)
-    if models.pae is not None:
-        setattr(metric, "arcface" if models.pae.single else "pae", models.pae)
-    found = find_metric_weights(args.weights_dir)
-    wanted = {"lpips": ("lpips_alexnet", "lpips"), "fid_paper": ("fid_paper",), "fid_standard": ("fid_standard",)}
-    if metric.arcface is None:
-        wanted["arcface"] = ("arcface",)
-    absent = []
-    for kind, files in wanted.items():
-        if not all(f in found for f in files):
-            absent.append(kind)
-            continue
-        loaded = load_metric(kind, args.weights_dir, device=models.device)
-        if kind.startswith("fid_"):
-            metric.fid[kind.removeprefix("fid_")] = loaded
-        else:
-            setattr(metric, kind, loaded)
+    metric, absent = metric_models(models, detector, args.protocol, args.weights_dir)
     if metric.pae is None:
         absent.insert(0, "pae_csim (the six PAE networks: python -m pasl download pae)")
     if absent:
@@ -166,9 +149,7 @@ def _run(args: argparse.Namespace) -> dict:
     device = auto_device(args.device)
     models = load_models(args.weights_dir, aeg=args.aeg, device=device, identity="auto")
     detector = make_detector(args.backend or ("fan" if args.preset.startswith("official") else "auto"), args.weights_dir)
-    from ..catalog import find, search_folders
-
-    aeg_path = args.aeg or next(iter(find("aeg", search_folders(args.weights_dir))), None)
+    aeg_path = models.aeg.source or None  # the file load_models chose
     layout = RunLayout(Path(args.out), args.tag or checkpoint_tag(aeg_path))
     result: dict = {"out": str(layout.out), "tag": layout.tag, "pairs": len(pairs)}
     if not args.score_only:

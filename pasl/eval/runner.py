@@ -25,12 +25,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..align import align_faces
 from ..atomic import atomic_output
 from ..errors import NoFaceError, PASLError
-from ..imageops import read_image, to_uint8_hwc
+from ..files import read_rgb
+from ..imageops import write_png
 from ..pipeline import Reenactor, SourceFace
 from ..shape import ShapeCodes
 from .pairs import Pair
@@ -73,18 +73,6 @@ class GenerationReport:
     done: list[int] = field(default_factory=list)
     already_done: list[int] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)
-
-
-def _read(path: str) -> np.ndarray:
-    try:
-        return read_image(path)
-    except (OSError, ValueError) as err:
-        raise PASLError(f"{path} could not be read as an image ({err}).") from None
-
-
-def _save(image: torch.Tensor, path: Path) -> None:
-    with atomic_output(path) as temporary:
-        Image.fromarray(to_uint8_hwc(image, "round")).save(temporary, format="PNG")
 
 
 def _batched(sources: list[SourceFace]) -> SourceFace:
@@ -131,7 +119,7 @@ def generate_pairs(
             pair = pairs[index]
             if pair.source not in sources:
                 try:
-                    sources[pair.source] = runner.encode_source(_read(pair.source))
+                    sources[pair.source] = runner.encode_source(read_rgb(pair.source))
                 except NoFaceError:
                     sources[pair.source] = f"no face found in the source {pair.source}"
             face = sources[pair.source]
@@ -140,7 +128,7 @@ def generate_pairs(
                 continue
             ready.append(index)
             faces.append(face)
-            frames.append(_read(pair.driver))
+            frames.append(read_rgb(pair.driver))
         if ready:
             _reenact_batch(runner, pairs, layout, ready, faces, frames, report)
         for path in [p for p, n in last_use.items() if n < start + batch_size and p in sources]:
@@ -159,13 +147,14 @@ def _reenact_batch(runner: Reenactor, pairs: list[Pair], layout: RunLayout, indi
         if not bool(chunk.has_face[row]):
             report.failed[index] = f"no face found in the driver {pair.driver}"
             continue
-        _save(faces[row].crop[0].cpu(), layout.file("source", index))
-        _save(chunk.depth[row], layout.file("depth", index))
-        _save(chunk.driver_crops[row], layout.file("driver", index))
+        write_png(faces[row].crop[0].cpu(), layout.file("source", index))
+        write_png(chunk.depth[row], layout.file("depth", index))
+        write_png(chunk.driver_crops[row], layout.file("driver", index))
         if pair.ground_truth is not None:
             same = pair.ground_truth == pair.driver
-            _save(chunk.driver_crops[row] if same else _driver_crops(runner, [_read(pair.ground_truth)])[0], layout.file("gt", index))
-        _save(chunk.faces[row], layout.file("fake", index))  # last: its presence marks the pair done
+            truth = chunk.driver_crops[row] if same else _driver_crops(runner, [read_rgb(pair.ground_truth)])[0]
+            write_png(truth, layout.file("gt", index))
+        write_png(chunk.faces[row], layout.file("fake", index))  # last: its presence marks the pair done
         report.done.append(index)
 
 

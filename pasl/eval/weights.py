@@ -93,3 +93,30 @@ def read_alexnet(path: str | Path) -> torch.nn.Module:
 
 
 __all__ = ["FOUND_KEYS", "METRICS", "find_metric_weights", "load_metric", "read_alexnet", "read_fid_paper", "read_fid_standard"]
+
+
+def metric_models(models, detector, protocol: str = "fixed", folders: list[str | Path] | None = None,
+                  optional: tuple[str, ...] = ("lpips", "fid_paper", "fid_standard", "arcface")):
+    """The scoring networks of a run (:class:`pasl.eval.scores.MetricModels`): DECA and the identity networks
+    ``models`` (a :class:`pasl.models.PASLModels`) loaded, the ``detector``, and each :data:`METRICS` kind of
+    ``optional`` whose files are all found (an ArcFace file only when ``models`` has no identity network).
+    Returns ``(metric_models, the optional kinds left out for want of their files)``."""
+    from .scores import MetricModels
+
+    metric = MetricModels(models.shape_encoder, detector, protocol=protocol)
+    if models.pae is not None:
+        setattr(metric, "arcface" if models.pae.single else "pae", models.pae)
+    found = find_metric_weights(folders)
+    absent = []
+    for kind in optional:
+        if kind == "arcface" and metric.arcface is not None:
+            continue
+        if not all(name in found for name in METRICS[kind]):
+            absent.append(kind)
+            continue
+        loaded = load_metric(kind, folders, device=models.device)
+        if kind.startswith("fid_"):
+            metric.fid[kind.removeprefix("fid_")] = loaded
+        else:
+            setattr(metric, kind, loaded)
+    return metric, absent
