@@ -64,6 +64,21 @@ class CodeRegressor(nn.Module):
         return self.encoder.regress(images)
 
 
+def _deca_inputs(source: torch.Tensor, reference: torch.Tensor, detector, device: torch.device) -> torch.Tensor:
+    """DECA's crops of sources then references: its landmark pass with a detector, else the whole crop."""
+    rule = {"crop_landmarks": "redetect", "detector": detector} if detector is not None else {"crop_landmarks": "mapped"}
+    return deca_images(torch.cat([source, reference]), device=device, **rule)[0]
+
+
+def recomposed_drawing(codes: FlameCodes, count: int, flame, faces: torch.Tensor) -> tuple[FlameCodes, torch.Tensor]:
+    """From the codes of ``count`` sources followed by their references: the sources' codes, and DECA's grey
+    drawing of the recomposed shapes (source identity, reference expression, pose and camera)."""
+    device = faces.device
+    target = codes.select(torch.arange(count, device=device))
+    shape = recompose(target, codes.select(torch.arange(count, 2 * count, device=device)))
+    return target, render_shape(flame(shape.shape, shape.exp, shape.pose).vertices, shape.cam, faces)
+
+
 def csg_losses(regressor: nn.Module, anchor: nn.Module, flame, faces: torch.Tensor, source: torch.Tensor, reference: torch.Tensor,
                *, detector=None) -> dict[str, torch.Tensor]:
     """``{"cc", "anchor"}`` scalars of one batch of 256 crops ``(B, 3, 256, 256)`` (module docstring).
@@ -71,16 +86,11 @@ def csg_losses(regressor: nn.Module, anchor: nn.Module, flame, faces: torch.Tens
     ``regressor`` (a :class:`CodeRegressor`, maybe in DDP) runs once with gradients, on the real crops and the
     renderings together; a first pass without gradients gives the codes the renderings are drawn from."""
     device = faces.device
-    both = torch.cat([source, reference])
-    rule = {"crop_landmarks": "redetect", "detector": detector} if detector is not None else {"crop_landmarks": "mapped"}
-    images, _ = deca_images(both, device=device, **rule)
+    images = _deca_inputs(source, reference, detector, device)
     count = source.shape[0]
     with torch.no_grad():
         start = FlameCodes.from_vector(anchor.regress(images))
-        current = FlameCodes.from_vector(regressor(images))
-        target = current.select(torch.arange(count, device=device))
-        recomposed = recompose(target, current.select(torch.arange(count, 2 * count, device=device)))
-        drawn = render_shape(flame(recomposed.shape, recomposed.exp, recomposed.pose).vertices, recomposed.cam, faces)
+        target, drawn = recomposed_drawing(FlameCodes.from_vector(regressor(images)), count, flame, faces)
     codes = FlameCodes.from_vector(regressor(torch.cat([images, drawn])))
     real, recoded = codes.select(torch.arange(2 * count, device=device)), codes.select(torch.arange(2 * count, 3 * count, device=device))
     anchor_loss = sum((getattr(real, k) - getattr(start, k)).abs().mean() for k in ANCHORED_FIELDS) / len(ANCHORED_FIELDS)
@@ -128,13 +138,8 @@ class CSGTrainer:
         from .loop import image_grid
 
         source, reference = (batch[k].to(self.world.device) for k in ("source", "reference"))
-        rule = {"crop_landmarks": "redetect", "detector": self.detector} if self.detector is not None else {"crop_landmarks": "mapped"}
-        images, _ = deca_images(torch.cat([source, reference]), device=self.world.device, **rule)
-        codes = self.encoder(images)
-        count = source.shape[0]
-        shape = recompose(codes.select(torch.arange(count, device=self.world.device)),
-                          codes.select(torch.arange(count, 2 * count, device=self.world.device)))
-        drawn = render_shape(self.flame(shape.shape, shape.exp, shape.pose).vertices, shape.cam, self.faces)
+        images = _deca_inputs(source, reference, self.detector, self.world.device)
+        _, drawn = recomposed_drawing(self.encoder(images), source.shape[0], self.flame, self.faces)
         return image_grid([source, reference, resize_square(drawn, source.shape[-1])])
 
     def save(self, folder: str | Path) -> Path:
