@@ -76,10 +76,10 @@ def test_pipeline_bench_reports_stages_ratios_and_bf16_error(tmp_path, capsys):
     out = tmp_path / "pipeline.json"
     argv = ["pipeline", "--video", str(video), "--frames", "2", "--chunk-size", "2", "--batch-size", "2", "--official-frames", "1",
             "--precision", "bf16", "--variant-frames", "1", "--backend", "dlib-hog", "--synthetic", "--weights-dir", str(flame),
-            "--json", str(out)]
+            "--repeat", "2", "--json", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "end to end / generator" in printed and "bf16 weights" in printed
+    assert "end to end / generator" in printed and "bf16 weights" in printed and "over the 2 runs" in printed
     result = json.loads(out.read_text())
     assert result["benchmark"] == "pipeline" and result["dtype"] == "bf16" and result["weights"].startswith("synthetic")
     runs = {row["run"]: row for row in result["rows"]}
@@ -91,6 +91,13 @@ def test_pipeline_bench_reports_stages_ratios_and_bf16_error(tmp_path, capsys):
     assert _finite_positive(runs["photo"]["ms_per_frame"]["style"])
     for key in ("end_to_end_ms_per_frame", "fps", "generator_only_ms_per_frame", "end_to_end_vs_generator"):
         assert _finite_positive(video_run[key]), key
+    low, high = video_run["vs_generator_range"]
+    assert video_run["repeats"] == 2 and low <= video_run["end_to_end_vs_generator"] <= high
+    photo = runs["photo"]  # one frame: the source's encoding and the driver's pass, each timed
+    assert photo["repeats"] == 2 and _finite_positive(photo["driver_vs_generator"])
+    assert _finite_positive(photo["generator_only_ms_per_frame"])
+    assert photo["source_ms"] + photo["driver_ms"] == pytest.approx(photo["end_to_end_ms_per_frame"], rel=0.5)
+    assert photo["driver_ms"] >= photo["ms_per_frame"]["generate"]
     assert _finite_positive(runs["official-demo path"]["vs_this_run"]) and "FAN" in runs["official-demo path"]["note"]
     assert runs["official-demo path"]["ms_per_frame"]["paste"] == 0  # the demo writes aligned crops
     assert _finite_positive(result["peak_rss_mb"])

@@ -95,6 +95,35 @@ def _stage_row(name: str, timer, frames: int, seconds: float, **extra) -> dict:
             "fps": 1000.0 / end_to_end_ms, **extra}
 
 
+def median_row(runs: list[dict]) -> dict:
+    """One row from repeated runs of it: the median of every number (each stage's too), and
+    ``end_to_end_vs_generator`` as the median of each run's own ratio, with its range over the runs.
+
+    Example:
+        >>> runs = [{"run": "video", "ms_per_frame": {"generate": g}, "end_to_end_ms_per_frame": e,
+        ...          "generator_only_ms_per_frame": o} for g, e, o in ((10, 13, 10), (30, 36, 30), (20, 30, 20))]
+        >>> row = median_row(runs)
+        >>> row["ms_per_frame"], row["end_to_end_ms_per_frame"], row["end_to_end_vs_generator"], row["vs_generator_range"]
+        ({'generate': 20.0}, 30, 1.3, [1.2, 1.5])
+    """
+    import statistics
+
+    ratios = [r["end_to_end_ms_per_frame"] / r["generator_only_ms_per_frame"] for r in runs if r.get("generator_only_ms_per_frame")]
+    row: dict = {}
+    for key, value in runs[0].items():
+        if key == "ms_per_frame":
+            row[key] = {stage: float(statistics.median(r[key].get(stage, 0.0) for r in runs)) for stage in value}
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            row[key] = statistics.median(r[key] for r in runs)
+        else:
+            row[key] = value
+    if ratios:
+        row["end_to_end_vs_generator"] = float(statistics.median(ratios))
+        row["vs_generator_range"] = [round(min(ratios), 4), round(max(ratios), 4)]
+    row["repeats"] = len(runs)
+    return row
+
+
 def _peak_rss_mb() -> float:
     import resource
 
@@ -117,20 +146,22 @@ def _photo_run(reenactor, image_path: Path, out_dir: Path, timer) -> tuple[dict,
     from ..imageops import to_uint8_hwc
 
     def once():
+        start = time.perf_counter()
         with timer("decode"):
             image = read_rgb(image_path)
         face = reenactor.encode_source(image)
+        middle = time.perf_counter()
         chunk = reenactor.reenact(face, image)
         with timer("encode"):
             Image.fromarray(to_uint8_hwc(chunk.frames if chunk.frames is not None else chunk.faces)[0]).save(out_dir / "photo.png")
-        return face, chunk
+        return face, chunk, middle - start, time.perf_counter() - middle
 
     once()  # warm-up: first calls allocate and pick kernels
     timer.reset()
-    start = time.perf_counter()
-    face, chunk = once()
-    seconds = time.perf_counter() - start
-    return _stage_row("photo", timer, 1, seconds, faces_found=int(chunk.has_face.sum())), face
+    face, chunk, source_s, driver_s = once()
+    row = _stage_row("photo", timer, 1, source_s + driver_s, faces_found=int(chunk.has_face.sum()))
+    row["source_ms"], row["driver_ms"] = source_s * 1000.0, driver_s * 1000.0
+    return row, face, chunk
 
 
 def _video_run(reenactor, source, video: Path, frames: int, chunk_size: int, out_path: Path, timer, name: str) -> tuple[dict, list]:
@@ -254,6 +285,8 @@ def bench_pipeline(args: argparse.Namespace) -> dict:
     from .models import bench_models
 
     device, dtype = torch.device(args.device), bench.DTYPES[args.precision]
+    if args.repeat < 1:
+        raise SystemExit(f"--repeat must be at least 1, got {args.repeat}")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     models, which = bench_models(args.weights_dir, device, dtype, synthetic=True if args.synthetic else None)
@@ -271,13 +304,19 @@ def bench_pipeline(args: argparse.Namespace) -> dict:
 
             Image.fromarray(next(iter_frames(video, count=1))).save(image)
         read_rgb(image)
-        photo, source = _photo_run(reenactor, image, out_dir, timer)
-        rows.append(photo)
-        video_row, chunks = _video_run(reenactor, source, video, args.frames, args.chunk_size, out_dir / "video.mp4", timer, "video")
-        gen_ms, _ = generator_only_ms(models.aeg.generator, source.style, chunks, args.batch_size, device)
-        video_row["generator_only_ms_per_frame"] = gen_ms
-        video_row["end_to_end_vs_generator"] = video_row["end_to_end_ms_per_frame"] / gen_ms
-        rows.append(video_row)
+        photos, videos = [], []
+        for _ in range(args.repeat):  # photo, video and the generator alone alternate, so drifts of the machine hit all
+            photo, source, photo_chunk = _photo_run(reenactor, image, out_dir, timer)
+            photo["generator_only_ms_per_frame"], _ = generator_only_ms(models.aeg.generator, source.style, [photo_chunk], 1, device)
+            photos.append(photo)
+            video_row, chunks = _video_run(reenactor, source, video, args.frames, args.chunk_size, out_dir / "video.mp4", timer, "video")
+            video_row["generator_only_ms_per_frame"], _ = generator_only_ms(models.aeg.generator, source.style, chunks,
+                                                                            args.batch_size, device)
+            videos.append(video_row)
+        for row in photos:
+            row["driver_vs_generator"] = row["driver_ms"] / row["generator_only_ms_per_frame"]
+        rows += [median_row(photos), median_row(videos)]
+        video_row, gen_ms = rows[-1], rows[-1]["generator_only_ms_per_frame"]
         if args.official_frames > 0:
             official = _official_row(models, args.weights_dir, detector, source, video, min(args.official_frames, args.frames),
                                      out_dir / "official.mp4", device)
@@ -309,12 +348,19 @@ def print_pipeline_table(result: dict) -> None:
         print(f"{STAGE_WORDS.get(stage, stage):>24} | " + " | ".join(f"{c:>20.1f}" if c is not None else f"{'':>20}" for c in cells))
     for key, word, fmt in (("end_to_end_ms_per_frame", "end to end", ".1f"), ("fps", "frames/s", ".3f"),
                            ("generator_only_ms_per_frame", "generator only", ".1f"),
-                           ("end_to_end_vs_generator", "end to end / generator", ".2f"), ("vs_this_run", "vs the video run", ".2f"),
-                           ("frames", "frames", "d")):
+                           ("end_to_end_vs_generator", "end to end / generator", ".2f"),
+                           ("driver_ms", "of which driver (source ready)", ".1f"),
+                           ("driver_vs_generator", "driver / generator", ".2f"), ("vs_this_run", "vs the video run", ".2f"),
+                           ("frames", "frames", "d"), ("repeats", "runs (medians)", "d")):
         cells = [r.get(key) for r in runs]
+        if fmt == "d":
+            cells = [None if c is None else int(c) for c in cells]
         if any(c is not None for c in cells):
             print(f"{word:>24} | " + " | ".join(f"{c:>20{fmt}}" if c is not None else f"{'':>20}" for c in cells))
     for r in runs:
+        if r.get("vs_generator_range") and r.get("repeats", 1) > 1:
+            low, high = r["vs_generator_range"]
+            print(f"{r['run']}: end to end / generator ranged {low:.2f}-{high:.2f} over the {r['repeats']} runs")
         if r.get("note"):
             print(f"note ({r['run']}): {r['note']}")
     if result.get("precision_variants"):
@@ -346,8 +392,10 @@ def add_parser(commands) -> None:
                         help="weight folder(s); without every file the AEG and DECA are synthetic (FLAME/topology still needed)")
     parser.add_argument("--synthetic", action="store_true", help="synthetic AEG and DECA even when the real files are found")
     parser.add_argument("--json", help="also write the JSON result to this file")
-    parser.set_defaults(run=bench_pipeline, table=print_pipeline_table, repeat=1)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run the photo, the video and the generator alone this many times, alternating; medians are reported")
+    parser.set_defaults(run=bench_pipeline, table=print_pipeline_table)
 
 
-__all__ = ["STAGES", "TimedDetector", "add_parser", "bench_pipeline", "face_error", "generator_only_ms", "precision_variants",
+__all__ = ["STAGES", "TimedDetector", "add_parser", "bench_pipeline", "face_error", "generator_only_ms", "median_row", "precision_variants",
            "print_pipeline_table"]
