@@ -316,10 +316,12 @@ class TestOfficialParity:
         with torch.no_grad():
             out = flame(*args)
         v = out.vertices.numpy()
-        # within a few float32 ulps, not bit-identical: measured here 6.0e-8 (vertices), 2.2e-8 (landmarks), 1.0e-5 (sum)
+        # within a few float32 ulps, not bit-identical: measured 6.0e-8 (vertices), 2.2e-8 (landmarks); the sum of the
+        # 15,069 coordinates 1.0e-5 on an AVX-512 build machine and 3.8e-5 on an AMX one (CPU kernels round differently).
+        # 1e-4 still catches a shift of every coordinate by 7e-9, far under the per-vertex tolerance.
         np.testing.assert_allclose(v[:, ::10], golden["vertices_every10"], atol=1e-7, rtol=0)
         np.testing.assert_allclose(v[golden["vertices_full_idx"]], golden["vertices_full"], atol=1e-7, rtol=0)
-        np.testing.assert_allclose(out.vertices.double().sum(dim=(1, 2)).numpy(), golden["vertices_sum"], atol=2e-5, rtol=0)
+        np.testing.assert_allclose(out.vertices.double().sum(dim=(1, 2)).numpy(), golden["vertices_sum"], atol=1e-4, rtol=0)
         np.testing.assert_allclose(out.landmarks2d.numpy(), golden["landmarks2d"], atol=6e-8, rtol=0)
         np.testing.assert_allclose(out.landmarks3d.numpy(), golden["landmarks3d"], atol=6e-8, rtol=0)
 
