@@ -494,5 +494,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli() -> int:
+    """The ``pasl`` console script and ``python -m pasl``: :func:`main` in a process of its own, which
+    keeps the memory it frees for the next frame (:mod:`pasl.allocator`)."""
+    from .allocator import retain_freed_memory
+
+    retain_freed_memory()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -48,4 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from ..allocator import retain_freed_memory
+
+    retain_freed_memory()
     sys.exit(main())

@@ -1,0 +1,58 @@
+"""pasl.allocator: freed memory is reused instead of faulted in again, only where asked.
+
+Each case runs in its own interpreter: the settings are process-wide and would change this one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = """
+import json, resource, sys
+from pasl.allocator import retain_freed_memory
+took = retain_freed_memory()
+import torch
+
+def faults(nbytes):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = torch.ones(nbytes // 4)  # written in full, so every page is touched
+    del block
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+faults(128 * 2**20)  # the first time, pages are new either way
+print(json.dumps({"took": took, "again": faults(128 * 2**20)}))
+"""
+
+
+def _probe(switch: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "PASL_RETAIN_MEMORY"}
+    if switch is not None:
+        env["PASL_RETAIN_MEMORY"] = switch
+    done = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_a_freed_block_is_reused_without_page_faults():
+    pages = 128 * 2**20 // 4096
+    kept, default = _probe(None), _probe("0")
+    assert kept["took"] is True and default["took"] is False
+    assert default["again"] > pages // 2  # glibc unmapped the block: all of it faults in again
+    assert kept["again"] < pages // 100  # the heap kept it
+
+
+def test_every_command_line_asks_for_it_and_the_library_does_not():
+    for entry in ("pasl/__main__.py", "pasl/bench/__main__.py", "pasl/eval/__main__.py", "pasl/train/__main__.py"):
+        assert "retain_freed_memory()" in (ROOT / entry).read_text(), entry
+    for path in list((ROOT / "pasl").rglob("*.py")) + list((ROOT / "nodes").rglob("*.py")):
+        if path.name != "__main__.py" and path.name != "allocator.py":
+            assert "retain_freed_memory" not in path.read_text(), path  # the nodes run inside ComfyUI's process
+    assert 'pasl = "pasl.__main__:cli"' in (ROOT / "pyproject.toml").read_text()  # the console script too
