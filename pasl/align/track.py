@@ -2,9 +2,11 @@
 
 Why: a full detection (dlib CNN ~1.1 s, S3FD) per 640x360 frame costs more on a CPU than the generator
 (~0.5 s), while the landmark stage alone in a known box costs ~2 ms (dlib's shape predictor) or one FAN
-pass. :class:`FaceTracker` follows every face from frame to frame: the box for the next frame comes from
-the current landmarks (:meth:`~pasl.align.detect.Detector.box_from_landmarks`) and only
-:meth:`~pasl.align.detect.Detector.landmarks_in_boxes` runs. The detector runs again
+pass. :class:`FaceTracker` follows every face from frame to frame: only the landmark stage runs, started
+from the current landmarks (:meth:`~pasl.align.detect.Detector.landmarks_from_points`: in the box the
+backend's landmark stage expects around them; for dlib that is the HOG-convention box its predictor was
+trained on, so the CNN backend skips the HOG search a detection does, 15-24 ms a frame on the real clips).
+The detector runs again
 
 * on the first frame, and on every frame while no face is tracked (a face may appear at any time);
 * on a scene cut (:func:`is_cut`: the mean absolute difference of two small grey thumbnails exceeds
@@ -256,7 +258,7 @@ class FaceTracker:
     def _follow(self, image: np.ndarray, index: int) -> list[_Observation] | None:
         """Landmarks of every live track in the box from its last landmarks; None when one is lost."""
         tracks = list(self.tracks.values())
-        points = self.detector.landmarks_in_boxes(image, torch.stack([t.search_box for t in tracks])).float()
+        points = self.detector.landmarks_from_points(image, torch.stack([t.landmarks for t in tracks])).float()
         boxes = self.detector.box_from_landmarks(points) if len(tracks) else points.new_zeros(0, 4)
         size = (int(image.shape[0]), int(image.shape[1]))
         plausible = [plausible_landmarks(lm, size) for lm in points]
