@@ -26,8 +26,9 @@ def faults(nbytes):
     del block
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-faults(128 * 2**20)  # the first time, pages are new either way
-print(json.dumps({"took": took, "again": faults(128 * 2**20)}))
+# The first calls may each get fresh pages: a small allocation can land in a freed block and split it,
+# so the heap grows a few times before a block of this size is free again; after that it is reused.
+print(json.dumps({"took": took, "faults": [faults(128 * 2**20) for _ in range(16)]}))
 """
 
 
@@ -45,8 +46,8 @@ def test_a_freed_block_is_reused_without_page_faults():
     pages = 128 * 2**20 // 4096
     kept, default = _probe(None), _probe("0")
     assert kept["took"] is True and default["took"] is False
-    assert default["again"] > pages // 2  # glibc unmapped the block: all of it faults in again
-    assert kept["again"] < pages // 100  # the heap kept it
+    assert min(default["faults"]) > pages // 2  # glibc unmapped the block: all of it faults in every time
+    assert max(kept["faults"][-4:]) < pages // 100, kept["faults"]  # the heap kept it
 
 
 def test_every_command_line_asks_for_it_and_the_library_does_not():
