@@ -15,7 +15,7 @@ from pasl.align import FaceAlignment, FaceTracker, align_faces, letterbox_transf
 from pasl.align.crop import PASL_TEMPLATE_256
 from pasl.align.detect import Detector, box_iou
 from pasl.align.smooth import TemporalSmoother, jitter
-from pasl.align.track import CUT_THRESHOLD, is_cut, plausible_landmarks, thumbnail
+from pasl.align.track import CUT_THRESHOLD, WHOLE_FRAME_EVERY, is_cut, plausible_landmarks, thumbnail
 from pasl.align.types import Face
 from shared_assets import require
 
@@ -108,6 +108,21 @@ class DetectOnly(ScriptDetector):
     landmarks_in_boxes = Detector.landmarks_in_boxes
 
 
+class WindowedScript(ScriptDetector):
+    """The same faces, and a cheaper search near known boxes (like dlib's ``detect_near``): the faces
+    whose box overlaps one of them."""
+
+    def __init__(self, script: Callable[[int], list[torch.Tensor]], noise: float = 0.0) -> None:
+        super().__init__(script, noise)
+        self.near: list[int] = []
+
+    def detect_near(self, image: np.ndarray, boxes: torch.Tensor) -> list[Face]:
+        index = index_of(image)
+        self.near.append(index)
+        faces = [Face(landmark_box(p), 1.0, p) for p in self._faces(index)]
+        return [f for f in faces if float(box_iou(f.box[None], boxes).max()) > 0]
+
+
 def run(tracker: FaceTracker, frames: list[np.ndarray], chunk: int = 7):
     out = []
     for start in range(0, len(frames), chunk):
@@ -183,6 +198,40 @@ class TestWhenTheDetectorRuns:
         tracker = FaceTracker(detector, detect_every=5, max_lost_s=0.2)  # 5 frames at 25 fps
         faces = run(tracker, [frame(i) for i in range(30)])
         assert faces[9][0].track_id == 0 and faces[20][0].track_id == 1 and tracker.stats.tracks == 2
+
+    def test_scheduled_detections_search_windows_and_every_fourth_the_frame(self):
+        """detect_every=5 over 45 frames: the frame on 0, 20, 40 (WHOLE_FRAME_EVERY = 4), windows between."""
+        detector = WindowedScript(drifting)
+        tracker = FaceTracker(detector, detect_every=5)
+        faces = run(tracker, [frame(i) for i in range(45)])
+        assert WHOLE_FRAME_EVERY == 4
+        assert detector.detected == [0, 20, 40] and detector.near == [5, 10, 15, 25, 30, 35]
+        assert tracker.stats.window_frames == detector.near
+        assert tracker.stats.detection_frames == list(range(0, 45, 5))
+        assert [f[0].detected for f in faces] == [i % 5 == 0 for i in range(45)]
+        assert {f[0].track_id for f in faces} == {0} and all(torch.allclose(faces[i][0].landmarks, drifting(i)[0]) for i in range(45))
+
+    def test_a_face_entering_elsewhere_is_found_by_the_next_whole_frame_search(self):
+        """A second face appears at frame 7 away from the first: the windows (10, 15) do not see it, the
+        whole-frame search on 20 does; a cut finds it at once."""
+        script = lambda i: [landmarks_at(80, 120)] + ([landmarks_at(240, 120)] if i >= 7 else [])  # noqa: E731
+        detector = WindowedScript(script)
+        faces = run(FaceTracker(detector, detect_every=5), [frame(i) for i in range(25)])
+        assert detector.detected == [0, 20] and detector.near == [5, 10, 15]
+        assert [len(f) for f in faces] == [1] * 20 + [2] * 5
+        assert [f.track_id for f in faces[24]] == [0, 1]
+        detector = WindowedScript(script)
+        faces = run(FaceTracker(detector, detect_every=5), [frame(i, shot=int(i >= 7)) for i in range(25)])
+        assert detector.detected == [0, 7] and [len(f) for f in faces] == [1] * 7 + [2] * 18
+
+    def test_a_window_that_misses_its_face_searches_the_frame(self):
+        """The face is gone on frame 10, a scheduled detection: the window finds nothing, the frame is
+        searched on the same frame, and the face is reported missing there, not followed as a phantom."""
+        script = lambda i: [] if 10 <= i < 13 else [landmarks_at(150, 120)]  # noqa: E731
+        detector = WindowedScript(script)
+        faces = run(FaceTracker(detector, detect_every=5), [frame(i) for i in range(20)])
+        assert detector.near == [5, 10, 18] and detector.detected == [0, 10, 11, 12, 13]
+        assert [bool(f) for f in faces] == [not 10 <= i < 13 for i in range(20)]
 
     def test_detector_without_landmark_stage_detects_every_frame(self):
         detector = DetectOnly(drifting)

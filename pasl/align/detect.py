@@ -78,6 +78,28 @@ annotated faces of ``tests/data/real_landmarks68.json`` this takes the inter-ocu
 CNN backend on the three-quarter photo from 0.48 to under 0.04 (README "Alignment quality")."""
 
 
+NEAR_WINDOW = (2.0, 110, 0.6)
+"""``(context, face_side, most)``: :meth:`Detector.detect_near` looks for a known face in a square
+window ``context`` times its box around it, scaled so the face is ``face_side`` pixels wide (dlib's
+CNN finds faces from its 80 px window up), and searches the whole frame instead when the windows
+together are more than ``most`` of the pixels a whole-frame detection reads. A 640x360 frame with a
+165 px face: 190 ms instead of 1.2 s with dlib's CNN on 2 CPU cores. Measured against whole-frame
+detection on the real clips: README "Video: face tracking"."""
+
+
+def _window(image: np.ndarray, box: torch.Tensor, context: float) -> tuple[np.ndarray, int, int]:
+    """The square ``context`` x ``box`` window around ``box`` (zeros beyond the frame), and its top-left."""
+    (centre,), (side,) = _centre_side(box[None].double())
+    window = max(1, math.ceil(float(side) * context))
+    left, top = math.floor(float(centre[0]) - window / 2), math.floor(float(centre[1]) - window / 2)
+    patch = np.zeros((window, window, 3), dtype=np.uint8)
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = max(0, left), max(0, top), min(width, left + window), min(height, top + window)
+    if x1 > x0 and y1 > y0:
+        patch[y0 - top : y1 - top, x0 - left : x1 - left] = image[y0:y1, x0:x1]
+    return patch, left, top
+
+
 def _check_image(image: np.ndarray) -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise TypeError(f"detect() takes a numpy (H, W, 3) uint8 RGB image, got {type(image).__name__}")
@@ -151,6 +173,13 @@ class Detector(ABC):
         (e.g. mapped from another image): :meth:`landmarks_in_boxes` in :meth:`box_from_landmarks`,
         unless a backend has a shorter way."""
         return self.landmarks_in_boxes(image, self.box_from_landmarks(landmarks))
+
+    def detect_near(self, image: np.ndarray, boxes: torch.Tensor) -> list[Face] | None:
+        """Faces found only near known ones (``boxes`` ``(N, 4)`` in this backend's convention): a
+        cheaper detection for a tracker to confirm its faces (see :data:`NEAR_WINDOW`). ``None`` when
+        that is not cheaper than :meth:`detect` on the whole frame, or this backend cannot; the caller
+        then runs :meth:`detect`. Faces elsewhere in the frame are not looked for."""
+        return None
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         return self.detect(image)
@@ -318,17 +347,12 @@ class DlibDetector(Detector):
     def _hog_box_near(self, image: np.ndarray, box: torch.Tensor) -> torch.Tensor:
         """The HOG detector's box for the face in CNN ``box`` (see :data:`DLIB_HOG_WINDOW`), float64 ``(4,)``."""
         context, sides = DLIB_HOG_WINDOW
-        (centre,), (side,) = _centre_side(box[None])
+        (_,), (side,) = _centre_side(box[None])
         side = float(side)
         if not (side > 0 and bool(torch.isfinite(box).all())):
             return _map_box(box[None], DLIB_CNN_TO_HOG)[0]
-        window = max(1, math.ceil(side * context))
-        left, top = math.floor(float(centre[0]) - window / 2), math.floor(float(centre[1]) - window / 2)
-        patch = np.zeros((window, window, 3), dtype=np.uint8)  # zeros beyond the frame
-        height, width = image.shape[:2]
-        x0, y0, x1, y1 = max(0, left), max(0, top), min(width, left + window), min(height, top + window)
-        if x1 > x0 and y1 > y0:
-            patch[y0 - top : y1 - top, x0 - left : x1 - left] = image[y0:y1, x0:x1]
+        patch, left, top = _window(image, box, context)
+        window = patch.shape[0]
         found = []
         for face_side in sides:
             scaled = _shrink(patch, face_side / side) if face_side < side else patch
@@ -363,7 +387,35 @@ class DlibDetector(Detector):
         small = _shrink(image, factor)
         if min(small.shape[:2]) < DLIB_MIN_SIDE:
             return []
-        found = [([v / factor for v in box], score) for box, score in self._boxes(small)]
+        return self._faces(image, [([v / factor for v in box], score) for box, score in self._boxes(small)])
+
+    def detect_near(self, image: np.ndarray, boxes: torch.Tensor) -> list[Face] | None:
+        """The detector in a window around each box, scaled so the face is small but findable
+        (:data:`NEAR_WINDOW`), boxes mapped back; the predictor as in :meth:`detect`, on the full image."""
+        image = _check_image(image)
+        context, face_side, most = NEAR_WINDOW
+        boxes = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4)
+        if not len(boxes) or not bool(torch.isfinite(boxes).all()):
+            return None
+        sides = _centre_side(boxes)[1].clamp(min=1.0)
+        scales = (face_side / sides).clamp(max=1.0)
+        searched = float(((sides * context * scales) ** 2).sum())
+        whole = float(np.prod(image.shape[:2])) * _shrink_factor(image, self.max_side) ** 2
+        if searched > most * whole:
+            return None
+        found = []
+        for box, scale in zip(boxes, scales.tolist()):
+            patch, left, top = _window(image, box, context)
+            small = _shrink(patch, scale)
+            if min(small.shape[:2]) < DLIB_MIN_SIDE:
+                continue
+            factor = small.shape[0] / patch.shape[0]
+            for (x0, y0, x1, y1), score in self._boxes(small):
+                found.append(([x0 / factor + left, y0 / factor + top, x1 / factor + left, y1 / factor + top], score))
+        return self._faces(image, found)
+
+    def _faces(self, image: np.ndarray, found: list[tuple[list[float], float]]) -> list[Face]:
+        """Faces for detector boxes in ``image`` pixels: the predictor's landmarks, highest score first."""
         if not found:
             return []
         boxes = torch.tensor([box for box, _ in found], dtype=torch.float32)
