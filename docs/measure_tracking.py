@@ -6,7 +6,10 @@ then how far the tracked landmarks are from the per-frame ones, and the jitter o
 difference of the landmarks in crop pixels, :func:`pasl.align.smooth.jitter`) without smoothing and with
 the default smoothing (strength 1: one smoother over the clip vs one per track)::
 
-    python docs/measure_tracking.py --backend dlib-hog --frames 300 ../shared/assets/faces/video/*.mp4
+    python docs/measure_tracking.py --backend dlib --frames 100 ../shared/assets/faces/video/*.mp4
+
+"detections" counts the tracker's detector runs, "windows" those that searched only around the tracked
+faces (:meth:`pasl.align.detect.Detector.detect_near`).
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ def main() -> None:
         print(
             f"| {Path(path).name} | {len(frames)} | {int(every.has_face.sum())} / {int(tracked.has_face.sum())} "
             f"| {every_ms:.0f} | {tracked_ms:.0f} | {every_ms / tracked_ms:.1f}x | {tracker.stats.detections} "
-            f"(cuts {tracker.stats.cuts or '-'}) | {float(distance.mean()):.2f} / {float(distance.flatten().quantile(0.95)):.2f} "
+            f"(windows {len(tracker.stats.window_frames)}, cuts {tracker.stats.cuts or '-'}) "
+            f"| {float(distance.mean()):.2f} / {float(distance.flatten().quantile(0.95)):.2f} "
             f"| {jitter(every.landmarks, every.crop_from_frame):.3f} / {jitter(tracked.landmarks, tracked.crop_from_frame):.3f} "
             f"| {jitter(smoothed_points, smoothed_matrices):.3f} / {jitter(smoothed.landmarks, smoothed.crop_from_frame):.3f} |",
             flush=True,

@@ -12,7 +12,8 @@ keeps its high-water mark (peak RSS 1.8 -> 2.6 GB in that loop), which then stay
 
 The command lines (``python -m pasl``, ``pasl.bench``, ``pasl.eval``, ``pasl.train``) call
 :func:`retain_freed_memory` as they start; ``PASL_RETAIN_MEMORY=0`` turns it off. The ComfyUI nodes do
-not: the host process's allocator belongs to the host. Only glibc (Linux) has these settings; elsewhere
+not: the host process's allocator belongs to the host (:data:`HOST_ENVIRONMENT` gives a user the same
+settings for it). Only glibc (Linux) has these settings; elsewhere
 nothing changes.
 """
 
@@ -28,6 +29,9 @@ M_MMAP_MAX = -4
 """glibc ``mallopt`` parameter: how many blocks may be served by their own ``mmap`` (0: none)."""
 TRIM_THRESHOLD_BYTES = 2**31 - 1
 """The largest value ``mallopt`` takes (an ``int``): in practice the heap is never trimmed."""
+HOST_ENVIRONMENT = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD_BYTES)}
+"""The same two settings as glibc's own environment variables, for a process we do not start (a
+CPU-only ComfyUI: ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647 python main.py --cpu``)."""
 ENVIRONMENT_SWITCH = "PASL_RETAIN_MEMORY"
 """Set to ``0`` (or ``false``, ``no``, ``off``) to leave the C library's allocator as it is."""
 
@@ -51,4 +55,4 @@ def retain_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
 
 
-__all__ = ["ENVIRONMENT_SWITCH", "retain_freed_memory"]
+__all__ = ["ENVIRONMENT_SWITCH", "HOST_ENVIRONMENT", "retain_freed_memory"]

@@ -295,7 +295,8 @@ def _rasterize_torch(vertices: torch.Tensor, faces: torch.Tensor, h: int, w: int
     area = _edge(x2, y2, x0, y0, x1 - x0, y1 - y0)
     area = (area.double() + KEPSILON).to(dtype) if dtype == torch.float32 else area + KEPSILON
     # Per-face edge data for the three barycentric numerators (w0: v1->v2, w1: v2->v0, w2: v0->v1).
-    face_table = torch.stack([x1, y1, x2 - x1, y2 - y1, x2, y2, x0 - x2, y0 - y2, x0, y0, x1 - x0, y1 - y0, area, z0, z1, z2], 1)
+    # One row per quantity, so that each gathered row below is contiguous for the elementwise passes.
+    face_table = torch.stack([x1, y1, x2 - x1, y2 - y1, x2, y2, x0 - x2, y0 - y2, x0, y0, x1 - x0, y1 - y0, area, z0, z1, z2], 0)
 
     best_z = torch.full((n_pix,), float("inf"), dtype=dtype, device=device)
     best_face = torch.full((n_pix,), -1, dtype=torch.long, device=device)
@@ -352,17 +353,18 @@ def _candidates(face_table, counts, ends, nx, xlo, ylo, cx, cy, f_start, f_end, 
         face_of = torch.repeat_interleave(faces_c, counts[f_start:f_end], output_size=c_end - c_start)
         local = torch.arange(c_start, c_end, device=device) - (ends[face_of] - counts[face_of])
         nxf = nx[face_of]
-        xi = xlo[face_of] + local % nxf  # NDC-order column index
-        yi = ylo[face_of] + local // nxf
+        row = local // nxf
+        xi = xlo[face_of] + (local - row * nxf)  # NDC-order column index
+        yi = ylo[face_of] + row
         px, py = cx[xi], cy[yi]
         batch = face_of // n_faces
         pix = (batch * h + (h - 1 - yi)) * w + (w - 1 - xi)
-    t = face_table[face_of]  # (T, 16)
-    area = t[:, 12]
-    w0 = _edge(px, py, t[:, 0], t[:, 1], t[:, 2], t[:, 3]) / area
-    w1 = _edge(px, py, t[:, 4], t[:, 5], t[:, 6], t[:, 7]) / area
-    w2 = _edge(px, py, t[:, 8], t[:, 9], t[:, 10], t[:, 11]) / area
-    pz = w0 * t[:, 13] + w1 * t[:, 14] + w2 * t[:, 15]
+    t = face_table.index_select(1, face_of)  # (16, T)
+    area = t[12]
+    w0 = _edge(px, py, t[0], t[1], t[2], t[3]) / area
+    w1 = _edge(px, py, t[4], t[5], t[6], t[7]) / area
+    w2 = _edge(px, py, t[8], t[9], t[10], t[11]) / area
+    pz = w0 * t[13] + w1 * t[14] + w2 * t[15]
     with torch.no_grad():
         keep = ((w0 > 0) & (w1 > 0) & (w2 > 0) & (pz >= 0)).nonzero().squeeze(1)
     bary = torch.stack([w0[keep], w1[keep], w2[keep]], 1)

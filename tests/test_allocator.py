@@ -32,10 +32,11 @@ print(json.dumps({"took": took, "faults": [faults(128 * 2**20) for _ in range(16
 """
 
 
-def _probe(switch: str | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "PASL_RETAIN_MEMORY"}
+def _probe(switch: str | None, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "PASL_RETAIN_MEMORY" and not k.startswith("MALLOC_")}
     if switch is not None:
         env["PASL_RETAIN_MEMORY"] = switch
+    env.update(extra)
     done = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -48,6 +49,18 @@ def test_a_freed_block_is_reused_without_page_faults():
     assert kept["took"] is True and default["took"] is False
     assert min(default["faults"]) > pages // 2  # glibc unmapped the block: all of it faults in every time
     assert max(kept["faults"][-4:]) < pages // 100, kept["faults"]  # the heap kept it
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's environment variables: Linux only")
+def test_the_environment_variables_for_a_host_process_do_the_same():
+    from pasl.allocator import HOST_ENVIRONMENT
+
+    pages = 128 * 2**20 // 4096
+    host = _probe("0", **HOST_ENVIRONMENT)  # our switch off: only glibc's own variables act
+    assert host["took"] is False
+    assert max(host["faults"][-4:]) < pages // 100, host["faults"]
+    readme = (ROOT / "README.md").read_text()
+    assert " ".join(f"{k}={v}" for k, v in HOST_ENVIRONMENT.items()) in readme  # what the README tells ComfyUI users
 
 
 def test_every_command_line_asks_for_it_and_the_library_does_not():
