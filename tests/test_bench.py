@@ -80,12 +80,14 @@ def test_pipeline_bench_reports_stages_ratios_and_bf16_error(tmp_path, capsys):
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "end to end / generator" in printed and "bf16 weights" in printed and "over the 2 runs" in printed
+    assert "video: decode and encode in background threads" in printed  # the CLI's way, the default
     result = json.loads(out.read_text())
     assert result["benchmark"] == "pipeline" and result["dtype"] == "bf16" and result["weights"].startswith("synthetic")
     runs = {row["run"]: row for row in result["rows"]}
     assert set(runs) == {"photo", "video", "official-demo path"}
     video_run = runs["video"]
     assert video_run["frames"] == 2 and video_run["faces_found"] == 2
+    assert video_run["io"] == "background" and runs["official-demo path"]["io"] == "inline"  # the authors' demo is sequential
     for stage in ("decode", "align", "crop_landmarks", "shape", "render", "generate", "paste", "encode"):
         assert _finite_positive(video_run["ms_per_frame"][stage]), stage
     assert _finite_positive(runs["photo"]["ms_per_frame"]["style"])

@@ -2,7 +2,8 @@
 
 One process, one set of models: a photo (source and driver one image, models already
 loaded) and the first ``--frames`` frames of a video go through :class:`pasl.pipeline.Reenactor`
-with a :class:`pasl.timing.StageTimer`, decoding and encoding included. The generator alone
+with a :class:`pasl.timing.StageTimer`, decoding and encoding included (in background threads as the
+CLI does, ``--io background``, or in the loop, ``--io inline``). The generator alone
 (:func:`pasl.generate.generate_faces` on the very maps of the run, same batch size) is timed
 after it, so ``end_to_end / generator`` says how far the whole path is from the speed of
 its generator. The official demo's path (preset ``official-demo``, one frame per call) runs
@@ -164,7 +165,15 @@ def _photo_run(reenactor, image_path: Path, out_dir: Path, timer) -> tuple[dict,
     return row, face, chunk
 
 
-def _video_run(reenactor, source, video: Path, frames: int, chunk_size: int, out_path: Path, timer, name: str) -> tuple[dict, list]:
+def _video_run(reenactor, source, video: Path, frames: int, chunk_size: int, out_path: Path, timer, name: str,
+               io: str = "inline") -> tuple[dict, list]:
+    """One timed run over the first ``frames`` frames. ``io="background"`` decodes ahead and encodes behind in
+    threads as the CLI does (``pasl.files``), and the decode and encode rows then count only the time the
+    networks waited for them; ``"inline"`` runs both in the loop, so their whole cost shows."""
+    import contextlib
+
+    from ..background import WriteBehind, read_ahead
+    from ..files import READ_AHEAD
     from ..imageops import to_uint8_hwc
     from ..video import VideoWriter, iter_frame_chunks, probe
 
@@ -178,11 +187,21 @@ def _video_run(reenactor, source, video: Path, frames: int, chunk_size: int, out
     start = time.perf_counter()
     writer = VideoWriter(out_path, info.fps)
     try:
-        decoded = (torch.from_numpy(c).permute(0, 3, 1, 2).float().div(255) for c in iter_frame_chunks(video, chunk_size, count=frames))
-        for chunk in reenactor.reenact_stream(source, _timed_iter(decoded, timer, "decode"), fps=float(info.fps)):
-            with timer("encode"):
-                writer.write(to_uint8_hwc(chunk.frames if chunk.frames is not None else chunk.faces, rounding))
-            kept.append(chunk)
+        with contextlib.ExitStack() as stack:
+            chunks = iter_frame_chunks(video, chunk_size, count=frames)
+            write = writer.write
+            if io == "background":
+                chunks = stack.enter_context(contextlib.closing(read_ahead(chunks, READ_AHEAD)))
+                encoder = stack.enter_context(WriteBehind(writer.write, READ_AHEAD))
+                write = encoder.submit
+            decoded = (torch.from_numpy(c).permute(0, 3, 1, 2).float().div(255) for c in chunks)
+            for chunk in reenactor.reenact_stream(source, _timed_iter(decoded, timer, "decode"), fps=float(info.fps)):
+                with timer("encode"):
+                    write(to_uint8_hwc(chunk.frames if chunk.frames is not None else chunk.faces, rounding))
+                kept.append(chunk)
+            if io == "background":
+                with timer("encode"):
+                    encoder.close()  # the last chunks' encoding, which nothing overlaps
     except BaseException:
         writer.abort()
         raise
@@ -191,6 +210,7 @@ def _video_run(reenactor, source, video: Path, frames: int, chunk_size: int, out
     seconds = time.perf_counter() - start
     count = sum(int(c.has_face.numel()) for c in kept)
     row = _stage_row(name, timer, count, seconds, faces_found=sum(int(c.has_face.sum()) for c in kept))
+    row["io"] = io
     return row, kept
 
 
@@ -309,7 +329,8 @@ def bench_pipeline(args: argparse.Namespace) -> dict:
             photo, source, photo_chunk = _photo_run(reenactor, image, out_dir, timer)
             photo["generator_only_ms_per_frame"], _ = generator_only_ms(models.aeg.generator, source.style, [photo_chunk], 1, device)
             photos.append(photo)
-            video_row, chunks = _video_run(reenactor, source, video, args.frames, args.chunk_size, out_dir / "video.mp4", timer, "video")
+            video_row, chunks = _video_run(reenactor, source, video, args.frames, args.chunk_size, out_dir / "video.mp4", timer, "video",
+                                           args.io)
             video_row["generator_only_ms_per_frame"], _ = generator_only_ms(models.aeg.generator, source.style, chunks,
                                                                             args.batch_size, device)
             videos.append(video_row)
@@ -361,6 +382,8 @@ def print_pipeline_table(result: dict) -> None:
         if r.get("vs_generator_range") and r.get("repeats", 1) > 1:
             low, high = r["vs_generator_range"]
             print(f"{r['run']}: end to end / generator ranged {low:.2f}-{high:.2f} over the {r['repeats']} runs")
+        if r.get("io") == "background":
+            print(f"{r['run']}: decode and encode in background threads, as the CLI; their rows are the time the networks waited")
         if r.get("note"):
             print(f"note ({r['run']}): {r['note']}")
     if result.get("precision_variants"):
@@ -391,6 +414,9 @@ def add_parser(commands) -> None:
     parser.add_argument("--weights-dir", action="append", default=[],
                         help="weight folder(s); without every file the AEG and DECA are synthetic (FLAME/topology still needed)")
     parser.add_argument("--synthetic", action="store_true", help="synthetic AEG and DECA even when the real files are found")
+    parser.add_argument("--io", choices=["background", "inline"], default="background",
+                        help="video decode/encode in threads as the CLI does (default; their rows are then the time the networks "
+                             "waited), or in the loop")
     parser.add_argument("--json", help="also write the JSON result to this file")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run the photo, the video and the generator alone this many times, alternating; medians are reported")
