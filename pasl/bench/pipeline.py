@@ -192,16 +192,14 @@ def _video_run(reenactor, source, video: Path, frames: int, chunk_size: int, out
             write = writer.write
             if io == "background":
                 chunks = stack.enter_context(contextlib.closing(read_ahead(chunks, READ_AHEAD)))
-                encoder = stack.enter_context(WriteBehind(writer.write, READ_AHEAD))
-                write = encoder.submit
+                write = stack.enter_context(WriteBehind(writer.write, READ_AHEAD)).submit
             decoded = (torch.from_numpy(c).permute(0, 3, 1, 2).float().div(255) for c in chunks)
             for chunk in reenactor.reenact_stream(source, _timed_iter(decoded, timer, "decode"), fps=float(info.fps)):
                 with timer("encode"):
                     write(to_uint8_hwc(chunk.frames if chunk.frames is not None else chunk.faces, rounding))
                 kept.append(chunk)
-            if io == "background":
-                with timer("encode"):
-                    encoder.close()  # the last chunks' encoding, which nothing overlaps
+            with timer("encode"):
+                stack.close()  # background: the last chunks' encoding, which nothing overlaps
     except BaseException:
         writer.abort()
         raise
